@@ -1,0 +1,34 @@
+"""The KPI service: department and shared KPIs computed from the event stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.kpi.api import router
+from services.kpi.handlers import HANDLERS
+from services.kpi.models import Base
+from services.kpi.settings import Settings
+from shared.app import ServiceSpec, create_service_app
+from shared.settings import SERVICES, topic_of
+
+SPEC = ServiceSpec(
+    name="kpi",
+    title="Baton KPI",
+    description="Computes every department's KPIs and the shared ones from the event stream.",
+    settings_class=Settings,
+    metadata=Base.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    routers=(router,),
+    consumes=tuple(topic_of(s) for s in SERVICES if s != "kpi"),
+    handlers=HANDLERS,
+    publishes=False,
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SPEC, settings)
+
+
+app = create_app()

@@ -1,0 +1,180 @@
+"""The app factory every service is built with: lifespan, auth, problems, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import JSONResponse, Response
+
+from shared.auth import TokenVerifier
+from shared.bus import broker_reachable
+from shared.db import create_engine, session_factory
+from shared.http import authenticated
+from shared.idempotency import IdempotencyMiddleware, sweep_expired
+from shared.inbox import Handler, InboxConsumer
+from shared.metrics import ServiceMetrics
+from shared.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from shared.migrations import upgrade
+from shared.outbox import Outbox, OutboxRelay
+from shared.problems import install_problem_handlers, problem_response
+from shared.runtime import Runtime
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes one service: its tables, migrations, routes and event handlers."""
+
+    name: str
+    title: str
+    description: str
+    settings_class: type[ServiceSettings]
+    metadata: MetaData
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    consumes: tuple[str, ...] = ()
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    publishes: bool = True
+    body_limits: Mapping[str, int] = field(default_factory=dict)
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    if settings.jwt_jwks_url:
+        return TokenVerifier(
+            jwks_url=settings.jwt_jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    return TokenVerifier(
+        secret=settings.resolved_jwt_secret(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
+    """A FastAPI app for `spec`; settings are read from the environment at start-up if not given."""
+    metrics = ServiceMetrics(spec.name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or spec.settings_class()
+        async with run_service(spec, resolved, metrics) as runtime:
+            app.state.runtime = runtime
+            yield
+        app.state.runtime = None
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = None
+    install_problem_handlers(app)
+    for router in spec.routers:
+        if router.prefix != "/v1":
+            raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
+        app.include_router(router, dependencies=[Depends(authenticated)])  # no /v1 without a token
+    _add_operational_routes(app, spec, metrics)
+
+    def resources() -> tuple[async_sessionmaker[AsyncSession], TokenVerifier] | None:
+        runtime: Runtime | None = app.state.runtime
+        return (runtime.sessions, runtime.verifier) if runtime else None
+
+    ttl = settings.idempotency_ttl_s if settings else 86_400
+    max_body = settings.max_body_bytes if settings else 1_048_576
+    app.add_middleware(IdempotencyMiddleware, resources=resources, ttl_s=ttl)
+    app.add_middleware(BodyLimitMiddleware, default_limit=max_body, limits=dict(spec.body_limits))
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app
+
+
+@asynccontextmanager
+async def run_service(
+    spec: ServiceSpec, settings: ServiceSettings, metrics: ServiceMetrics
+) -> AsyncIterator[Runtime]:
+    """Migrate, run the relay and the consumer while the context lasts, then drain them."""
+    engine = create_engine(settings.db_url)
+    await upgrade(engine, spec.name, spec.migrations)
+    sessions = session_factory(engine)
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        outbox=Outbox(settings.topic, settings.outbox_lanes),
+        verifier=build_verifier(settings),
+        metrics=metrics,
+    )
+    if spec.publishes:
+        runtime.relay = OutboxRelay(settings, sessions, metrics)
+        runtime.relay.start()
+    if spec.consumes:
+        runtime.consumer = InboxConsumer(
+            settings, sessions, spec.consumes, spec.handlers, runtime.outbox, metrics
+        )
+        runtime.consumer.start()
+    sweeper = asyncio.create_task(_sweep_idempotency(sessions, settings.idempotency_ttl_s))
+    log.info("service started", extra={"service": spec.name})
+    try:
+        yield runtime
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        if runtime.consumer is not None:
+            await runtime.consumer.stop()
+        if runtime.relay is not None:
+            await runtime.relay.stop()
+        await engine.dispose()
+        log.info("service stopped", extra={"service": spec.name})
+
+
+async def _sweep_idempotency(sessions: async_sessionmaker[AsyncSession], ttl_s: int) -> None:
+    while True:
+        try:
+            async with sessions() as session, session.begin():
+                await sweep_expired(session, ttl_s)
+        except Exception as exc:  # a sweep that fails now succeeds next time
+            log.warning("idempotency sweep failed", extra={"error": repr(exc)})
+        await asyncio.sleep(600)
+
+
+def _add_operational_routes(app: FastAPI, spec: ServiceSpec, metrics: ServiceMetrics) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime | None = request.app.state.runtime
+        if runtime is None:
+            return problem_response(503, "starting", checks={"database": "down", "broker": "down"})
+        checks = {"database": "up", "broker": "up"}
+        try:
+            async with runtime.engine.connect() as connection:
+                await asyncio.wait_for(connection.execute(text("SELECT 1")), 2.0)
+        except Exception:
+            checks["database"] = "down"
+        if not await broker_reachable(runtime.settings):
+            checks["broker"] = "down"
+        if "down" in checks.values():
+            return problem_response(503, "a dependency is not available", checks=checks)
+        return JSONResponse({"status": "ready", "service": spec.name, "checks": checks})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

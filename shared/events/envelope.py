@@ -1,0 +1,107 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every Baton event travels in (DESIGN §3)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+CONTENT_TYPE = "application/cloudevents+json"
+TYPE_PATTERN = r"^baton\.[A-Z][A-Za-z]+\.v[1-9][0-9]*$"
+
+
+class EventParseError(ValueError):
+    """An event that cannot be read: not JSON, not a CloudEvent, or data not matching its type."""
+
+
+class EventData(BaseModel):
+    """Base of every event's `data`: subclasses name the event, its version and its aggregate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_name: ClassVar[str]
+    version: ClassVar[int] = 1
+    producer: ClassVar[str]
+    # The data field holding the aggregate id: it becomes `subject` and `partitionkey`.
+    aggregate_field: ClassVar[str]
+
+    @classmethod
+    def event_type(cls) -> str:
+        return f"baton.{cls.event_name}.v{cls.version}"
+
+    def aggregate_id(self) -> str:
+        return str(getattr(self, self.aggregate_field))
+
+
+class Envelope(BaseModel):
+    """A CloudEvent as it is on the wire; `data` is kept as a plain mapping until decoded."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID
+    source: str = Field(pattern=r"^/services/[a-z_]+$", max_length=100)
+    type: str = Field(pattern=TYPE_PATTERN, max_length=100)
+    time: AwareDatetime
+    subject: str = Field(min_length=1, max_length=100)
+    datacontenttype: Literal["application/json"] = "application/json"
+    partitionkey: str = Field(min_length=1, max_length=100)
+    correlationid: str = Field(min_length=1, max_length=100)
+    causationid: str | None = Field(None, max_length=100)
+    data: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def new_event(
+    data: EventData,
+    *,
+    time: datetime | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope:
+    """Wrap `data` in an envelope; `time` is when it happened in the business (default: now)."""
+    aggregate = data.aggregate_id()
+    when = time or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("event time must carry a time zone")
+    return Envelope(
+        id=event_id or uuid.uuid4(),
+        source=f"/services/{data.producer}",
+        type=data.event_type(),
+        time=when,
+        subject=aggregate,
+        partitionkey=aggregate,
+        correlationid=correlation_id or aggregate,
+        causationid=causation_id,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def parse_envelope(raw: bytes | str) -> Envelope:
+    """Read one envelope from the wire, raising `EventParseError` naming what is wrong."""
+    try:
+        return Envelope.model_validate_json(raw)
+    except ValidationError as exc:
+        raise EventParseError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode_data(envelope: Envelope, model: type[EventData]) -> EventData:
+    """Validate the envelope's `data` against the model its type names."""
+    try:
+        return model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise EventParseError(f"{envelope.type}: {_describe(exc)}") from exc

@@ -1,0 +1,116 @@
+"""ASGI middleware: request ids and HTTP metrics, and limits on request body size."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+
+from fastapi import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import logs
+from shared.metrics import ServiceMetrics
+from shared.problems import problem_response
+
+REQUEST_ID = b"x-request-id"
+
+
+class ObservabilityMiddleware:
+    """Gives each request an id (echoed as `X-Request-ID`, put in logs) and records its metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID, b"").decode("latin-1")[:100]
+        rid = given if given.isprintable() and given else uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID, rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self._metrics.http_requests(scope["method"], template, str(status)).inc()
+            self._metrics.http_latency(scope["method"], template).observe(
+                time.perf_counter() - started
+            )
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to bodies over the limit (per path prefix, else the default) before parsing."""
+
+    def __init__(self, app: ASGIApp, default_limit: int, limits: Mapping[str, int]) -> None:
+        self.app = app
+        self._default = default_limit
+        self._limits = sorted(limits.items(), key=lambda item: -len(item[0]))
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self._limits:
+            if path.startswith(prefix):
+                return limit
+        return self._default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _too_large(limit)(scope, receive, send)
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised while the body streams in; FastAPI lets HTTP exceptions through as they are."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+def _too_large(limit: int) -> Response:
+    return problem_response(
+        413,
+        f"the request body is larger than {limit} bytes",
+        type="body-too-large",
+        errors=[{"name": "body", "reason": f"larger than {limit} bytes"}],
+    )

@@ -1,0 +1,327 @@
+"""The transactional outbox (DESIGN §4): events written with the domain change, published later.
+
+`add_event` stores an event in the caller's session, so it commits (or not) with the change that
+caused it. The `OutboxRelay` publishes pending rows in order per aggregate and marks each one sent;
+published rows stay as the service's event log, which `replay` can publish again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Index, Integer, String, Text, event, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from shared.bus import create_producer
+from shared.db import BigIntKey, PlumbingBase, UTCDateTime, create_engine, session_factory
+from shared.events import CONTENT_TYPE, Envelope, EventData, new_event
+from shared.metrics import ServiceMetrics
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+_DIRTY = "baton_outbox_dirty"
+_NOTIFY = "baton_outbox_notify"
+
+
+class OutboxRow(PlumbingBase):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "lane",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+        Index("ix_outbox_occurred_at", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(100))
+    lane: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def lane_of(key: str, lanes: int) -> int:
+    """The lane of an aggregate: stable across processes (unlike `hash`)."""
+    return zlib.crc32(key.encode()) % lanes
+
+
+def add_event(session: AsyncSession, envelope: Envelope, *, topic: str, lanes: int) -> None:
+    """Store `envelope` for publication when (and only if) the session's transaction commits."""
+    session.add(
+        OutboxRow(
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            topic=topic,
+            key=envelope.partitionkey,
+            lane=lane_of(envelope.partitionkey, lanes),
+            payload=envelope.to_json().decode(),
+            occurred_at=envelope.time,
+            created_at=datetime.now(UTC),
+        )
+    )
+    session.info[_DIRTY] = True
+
+
+class Outbox:
+    """Where a service's events go: its topic, spread over the relay's lanes."""
+
+    def __init__(self, topic: str, lanes: int) -> None:
+        self.topic = topic
+        self.lanes = lanes
+
+    def emit(
+        self,
+        session: AsyncSession,
+        data: EventData,
+        *,
+        time: datetime | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Envelope:
+        """Wrap `data` in an envelope and add it to the session's transaction."""
+        envelope = new_event(
+            data, time=time, correlation_id=correlation_id, causation_id=causation_id
+        )
+        add_event(session, envelope, topic=self.topic, lanes=self.lanes)
+        return envelope
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relay(session: Session) -> None:
+    if session.info.pop(_DIRTY, False):
+        notify = session.info.get(_NOTIFY)
+        if notify is not None:
+            notify()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_DIRTY, None)
+
+
+async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
+    """Send rows (in the given order) and wait until the broker has acknowledged all of them."""
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    pending = []
+    for row in rows:
+        pending.append(
+            await producer.send(
+                row.topic,
+                value=row.payload.encode(),
+                key=row.key.encode(),
+                headers=[*headers, ("ce_type", row.event_type.encode())],
+            )
+        )
+    await asyncio.gather(*pending)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows; woken after each commit that added some, or by a poll."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: ServiceMetrics | None = None,
+        *,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._max_backoff_s = max_backoff_s
+        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
+        self._lane_lock_class = zlib.crc32(f"outbox:{settings.service}".encode()) & 0x7FFFFFFF
+        self.connected = False
+        sessions.configure(info={**sessions.kw.get("info", {}), _NOTIFY: self.wake})
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._settings.service}")
+
+    async def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Publish what is pending (within the timeout), then stop the producer."""
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, flush_timeout_s)
+            except TimeoutError:
+                log.warning("outbox relay stopped before its backlog was flushed")
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = create_producer(self._settings)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            self.connected = True
+        return self._producer
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        last_gauge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            try:
+                producer = await self._ensure_producer()
+                published = await self.publish_batch(producer)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected = False
+                if self._stopping:
+                    return
+                log.warning(
+                    "outbox publish failed; retrying",
+                    extra={"error": repr(exc), "retry_in_s": backoff},
+                )
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                continue
+            if self._metrics is not None and loop.time() - last_gauge > 1.0:
+                last_gauge = loop.time()
+                await self._update_gauges()
+            if published:
+                continue  # there may be more: go on until a pass finds nothing
+            if self._stopping:
+                return
+            await self._sleep(self._settings.outbox_poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def publish_batch(self, producer: AIOKafkaProducer) -> int:
+        """Publish up to one batch of pending rows; return how many were published."""
+        if self._postgres:
+            # Lane locks and row locks last until the rows are marked: replicas never overlap.
+            async with self._sessions() as session, session.begin():
+                rows = await self._pending(session, await self._claim_lanes(session))
+                if rows:
+                    await send_rows(producer, rows)
+                    await self._mark_published(session, rows)
+        else:
+            # SQLite has one writer: read, then send without holding its write lock, so that
+            # requests keep committing while a send waits on a slow or absent broker.
+            async with self._sessions() as session:
+                rows = await self._pending(session, list(range(self._settings.outbox_lanes)))
+            if rows:
+                await send_rows(producer, rows)
+                async with self._sessions() as session, session.begin():
+                    await self._mark_published(session, rows)
+        if rows and self._metrics is not None:
+            self._metrics.outbox_published.inc(len(rows))
+        return len(rows)
+
+    async def _pending(self, session: AsyncSession, lanes: list[int]) -> Sequence[OutboxRow]:
+        if not lanes:
+            return ()
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.published_at.is_(None), OutboxRow.lane.in_(lanes))
+            .order_by(OutboxRow.id)
+            .limit(self._settings.outbox_batch_size)
+        )
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
+        return (await session.scalars(query)).all()
+
+    async def _mark_published(self, session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_([r.id for r in rows]))
+            .values(published_at=datetime.now(UTC))
+        )
+
+    async def _claim_lanes(self, session: AsyncSession) -> list[int]:
+        """The lanes whose PostgreSQL advisory lock this relay gets for this transaction.
+
+        No two relays publish rows of the same aggregate at once, and each publishes its lanes'
+        rows in id order: per-aggregate order holds with any number of replicas.
+        """
+        lanes = list(range(self._settings.outbox_lanes))
+        result = await session.execute(
+            text(
+                "SELECT lane FROM (SELECT lane FROM unnest(CAST(:lanes AS int[])) AS lane "
+                "ORDER BY random()) AS shuffled "
+                "WHERE pg_try_advisory_xact_lock(:cls, lane) LIMIT :most"
+            ),
+            # At most half the lanes per batch, in random order, so replicas share the work.
+            {"lanes": lanes, "cls": self._lane_lock_class, "most": max(1, -(-len(lanes) // 2))},
+        )
+        return [row[0] for row in result]
+
+    async def _update_gauges(self) -> None:
+        assert self._metrics is not None
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxRow.created_at)).where(
+                        OutboxRow.published_at.is_(None)
+                    )
+                )
+            ).one()
+        self._metrics.outbox_backlog.set(count)
+        age = (datetime.now(UTC) - _aware(oldest)).total_seconds() if oldest else 0.0
+        self._metrics.outbox_oldest_age.set(age)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def replay(settings: ServiceSettings, since: datetime | None = None) -> int:
+    """Publish the service's outbox rows again, in order (consumers dedupe by event id)."""
+    engine: AsyncEngine = create_engine(settings.db_url)
+    producer = create_producer(settings)
+    await producer.start()
+    sent = 0
+    try:
+        sessions = session_factory(engine)
+        last_id = 0
+        while True:
+            async with sessions() as session:
+                query = select(OutboxRow).where(OutboxRow.id > last_id)
+                if since is not None:
+                    query = query.where(OutboxRow.occurred_at >= since)
+                rows = (await session.scalars(query.order_by(OutboxRow.id).limit(1000))).all()
+            if not rows:
+                return sent
+            await send_rows(producer, rows)
+            sent += len(rows)
+            last_id = rows[-1].id
+    finally:
+        await producer.stop()
+        await engine.dispose()

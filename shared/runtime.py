@@ -1,0 +1,27 @@
+"""What a running service holds: built by the lifespan, reached by routes through the app state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import TokenVerifier
+from shared.inbox import InboxConsumer
+from shared.metrics import ServiceMetrics
+from shared.outbox import Outbox, OutboxRelay
+from shared.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    """Everything the lifespan built; routes reach it through `request.app.state.runtime`."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    outbox: Outbox
+    verifier: TokenVerifier
+    metrics: ServiceMetrics
+    relay: OutboxRelay | None = None
+    consumer: InboxConsumer | None = None

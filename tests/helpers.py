@@ -1,0 +1,82 @@
+"""Helpers for tests: settings for a service under test, tokens, waiting, serving an app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from baton.broker import free_port
+from services import settings_class
+from shared.auth import mint_token
+from shared.settings import ServiceSettings
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(
+    service: str, *, database_url: str, bootstrap: str, data_dir: Path, **overrides: Any
+) -> ServiceSettings:
+    """Settings for a service under test: fast consumer groups, short polls, the test secret."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap": bootstrap,
+        "kafka_idempotence": False,
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 300,
+        "kafka_request_timeout_ms": 5000,
+        "data_dir": data_dir,
+        "jwt_secret": TEST_SECRET,
+        "outbox_poll_interval_s": 0.2,
+        "log_format": "console",
+        **overrides,
+    }
+    return settings_class(service)(**values)
+
+
+def token(*scopes: str, subject: str = "tests") -> str:
+    return mint_token(TEST_SECRET, subject=subject, scopes=scopes)
+
+
+def auth(*scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(*scopes)}"}
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Await `check()` until it returns a truthy value (or fail after `timeout` seconds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app` under uvicorn on a free port (lifespan included); yield a client for it."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task

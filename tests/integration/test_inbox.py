@@ -1,0 +1,205 @@
+"""The inbox on a real broker: duplicates, poison messages, replicas of one consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from baton.broker import EmbeddedBroker
+from services.inside_sales.app import create_app as create_inside_sales
+from services.inside_sales.models import QueueItem
+from shared.db import create_engine
+from shared.events import CONTENT_TYPE, Envelope, LeadQualified, new_event
+from shared.inbox import InboxRow
+from shared.runtime import Runtime
+from shared.settings import DLQ_TOPIC, ServiceSettings
+from tests.helpers import eventually, make_settings
+
+
+def mql(lead_id: uuid.UUID | None = None) -> Envelope:
+    lead = lead_id or uuid.uuid4()
+    return new_event(
+        LeadQualified(
+            lead_id=lead,
+            email=f"{lead.hex[:8]}@example.jp",
+            name="Ken Sato",
+            company="Sato Seiki",
+            title="Plant manager",
+            source="seminar",
+            campaign_id=None,
+            score=92,
+            touches=4,
+            rule={"min_score": 80, "min_touches": 3},
+        ),
+        time=datetime(2026, 4, 1, 9, 30, tzinfo=UTC),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[Runtime]:
+    """Run the app's lifespan (relay, consumer) without serving HTTP."""
+    async with app.router.lifespan_context(app):
+        runtime: Runtime = app.state.runtime
+        assert runtime.consumer is not None
+        await asyncio.wait_for(runtime.consumer.assigned.wait(), 30)
+        yield runtime
+
+
+@contextlib.asynccontextmanager
+async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    plain = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await plain.start()
+    try:
+        yield plain
+    finally:
+        await plain.stop()
+
+
+async def publish(plain: AIOKafkaProducer, envelope: Envelope) -> None:
+    await plain.send_and_wait(
+        "baton.marketing",
+        envelope.to_json(),
+        key=envelope.partitionkey.encode(),
+        headers=[("content-type", CONTENT_TYPE.encode())],
+    )
+
+
+async def count(settings: ServiceSettings, query: Any) -> int:
+    engine = create_engine(settings.db_url)
+    try:
+        async with engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def queue_items(lead_ids: list[str]) -> Any:
+    return select(func.count()).select_from(QueueItem).where(QueueItem.lead_id.in_(lead_ids))
+
+
+async def test_same_event_twice_has_one_effect(
+    broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        "inside_sales",
+        database_url=await database_url("inside_sales"),
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    event = mql()
+    async with running(create_inside_sales(settings)), producer(broker.bootstrap) as plain:
+        await publish(plain, event)
+        await publish(plain, event)
+        follow_up = mql()
+        await publish(plain, follow_up)  # once this is handled, both copies have been seen
+        ids = [str(event.data["lead_id"]), str(follow_up.data["lead_id"])]
+        await eventually(lambda: _equals(settings, queue_items(ids), 2))
+        assert await count(settings, queue_items(ids[:1])) == 1
+        inbox = select(func.count()).where(InboxRow.event_id == str(event.id))
+        assert await count(settings, inbox) == 1
+
+
+async def _equals(settings: ServiceSettings, query: Any, expected: int) -> bool:
+    return await count(settings, query) == expected
+
+
+async def test_poison_goes_to_dlq_and_the_next_event_is_handled(
+    broker: EmbeddedBroker, topics: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        "inside_sales",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'is.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    marker = uuid.uuid4().hex
+    dlq = AIOKafkaConsumer(
+        DLQ_TOPIC, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest", group_id=None
+    )
+    await dlq.start()
+    try:
+        await dlq.seek_to_end()
+        bad_data = mql().model_copy(update={"data": {"lead_id": "nope"}})
+        good = mql()
+        async with running(create_inside_sales(settings)), producer(broker.bootstrap) as plain:
+            await plain.send_and_wait("baton.marketing", f"not json {marker}".encode())
+            await publish(plain, bad_data)
+            await publish(plain, good)
+            ids = [str(good.data["lead_id"])]
+            await eventually(lambda: _equals(settings, queue_items(ids), 1))
+        dead = await _read_dlq(dlq, {marker, str(bad_data.id)})
+    finally:
+        await dlq.stop()
+    garbage = next(d for d in dead if marker in d.get("payload", ""))
+    assert garbage["service"] == "inside_sales"
+    assert garbage["kind"] == "unparseable"
+    assert garbage["topic"] == "baton.marketing"
+    invalid = next(d for d in dead if str(bad_data.id) in d.get("payload", ""))
+    assert "lead_id" in invalid["error"]
+
+
+async def _read_dlq(dlq: AIOKafkaConsumer, wanted: set[str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        batch = await dlq.getmany(timeout_ms=500)
+        for messages in batch.values():
+            for message in messages:
+                record = orjson.loads(message.value or b"{}")
+                if any(w in record.get("payload", "") for w in wanted):
+                    found.append(record)
+        if len(found) >= len(wanted):
+            return found
+    raise AssertionError(f"DLQ records not found: {wanted}; found {found}")
+
+
+async def test_two_replicas_handle_each_event_once(
+    broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
+) -> None:
+    url = await database_url("inside_sales")
+    settings = [
+        make_settings(
+            "inside_sales", database_url=url, bootstrap=broker.bootstrap, data_dir=tmp_path
+        )
+        for _ in range(2)
+    ]
+    events = [mql() for _ in range(200)]
+    ids = [str(e.data["lead_id"]) for e in events]
+    apps = [create_inside_sales(s) for s in settings]
+    async with _replicas(apps) as runtimes, producer(broker.bootstrap) as plain:
+        for event in events:
+            await publish(plain, event)
+        await eventually(lambda: _equals(settings[0], queue_items(ids), 200), timeout=60)
+        await asyncio.sleep(1.0)
+        handled = [_handled(r) for r in runtimes]
+    assert await count(settings[0], queue_items(ids)) == 200
+    assert sum(handled) == 200, handled  # the inbox lets each event take effect once
+    assert all(h > 0 for h in handled), f"one replica got no partition: {handled}"
+    inbox = select(func.count()).where(InboxRow.event_id.in_([str(e.id) for e in events]))
+    assert await count(settings[0], inbox) == 200
+
+
+def _handled(runtime: Runtime) -> int:
+    sample = runtime.metrics.registry.get_sample_value(
+        "baton_events_handled_total", {"type": "baton.LeadQualified.v1", "outcome": "handled"}
+    )
+    return int(sample or 0)
+
+
+@contextlib.asynccontextmanager
+async def _replicas(apps: list[FastAPI]) -> AsyncIterator[list[Runtime]]:
+    async with contextlib.AsyncExitStack() as stack:
+        runtimes = []
+        for app in apps:
+            runtimes.append(await stack.enter_async_context(running(app)))
+        yield runtimes

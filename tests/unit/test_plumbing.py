@@ -1,0 +1,81 @@
+"""Pure pieces of the shared library: settings, tokens, lanes, problem field names."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services import settings_class
+from shared.auth import AuthError, Principal, TokenVerifier, mint_token
+from shared.outbox import lane_of
+from shared.problems import field_name
+from shared.settings import ensure_secret_file
+
+SECRET = "s" * 40
+
+
+def test_service_settings_read_their_own_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BATON_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BATON_KPI_DATABASE_URL", "postgresql+asyncpg://db/kpi")
+    monkeypatch.setenv("BATON_FIELD_SALES_PORT", "9103")
+    kpi = settings_class("kpi")()
+    field_sales = settings_class("field_sales")()
+    marketing = settings_class("marketing")()
+    assert kpi.database_url == "postgresql+asyncpg://db/kpi"
+    assert kpi.port == 8005
+    assert field_sales.port == 9103
+    assert marketing.database_url == f"sqlite+aiosqlite:///{(tmp_path / 'marketing.db').resolve()}"
+    assert marketing.topic == "baton.marketing"
+    assert marketing.group_id == "baton.marketing"
+    with pytest.raises(KeyError):
+        settings_class("sales")
+
+
+def test_jwt_secret_is_made_once_and_kept(tmp_path: Path) -> None:
+    first = ensure_secret_file(tmp_path / "secret")
+    assert len(first) >= 32
+    assert ensure_secret_file(tmp_path / "secret") == first
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_prod_refuses_to_make_up_a_secret(tmp_path: Path) -> None:
+    settings = settings_class("marketing")(env="prod", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="BATON_JWT_SECRET"):
+        settings.resolved_jwt_secret()
+    short = settings_class("marketing")(jwt_secret="short", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="at least"):
+        short.resolved_jwt_secret()
+
+
+async def test_tokens_round_trip_and_expire() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    token = mint_token(SECRET, subject="crm-sync", scopes=["marketing:read", "marketing:write"])
+    principal = await verifier.verify(token)
+    assert principal == Principal("crm-sync", frozenset({"marketing:read", "marketing:write"}))
+    assert principal.allows("marketing:write")
+    assert not principal.allows("kpi:read")
+    assert Principal("ops", frozenset({"admin"})).allows("kpi:read")
+    expired = mint_token(SECRET, subject="x", scopes=[], ttl=timedelta(seconds=-1))
+    with pytest.raises(AuthError, match="expired"):
+        await verifier.verify(expired)
+    with pytest.raises(AuthError):
+        await verifier.verify(mint_token("t" * 40, subject="x", scopes=[]))
+    with pytest.raises(AuthError):
+        await verifier.verify("not-a-jwt")
+
+
+def test_lanes_are_stable_and_spread() -> None:
+    assert lane_of("lead-1", 8) == lane_of("lead-1", 8)
+    lanes = {lane_of(f"lead-{n}", 8) for n in range(200)}
+    assert lanes == set(range(8))
+
+
+def test_problem_field_names() -> None:
+    assert field_name(("body", "contact", "email")) == "contact.email"
+    assert field_name(("query", "limit")) == "limit"
+    assert field_name(("body",)) == "body"
+    assert field_name(("body", "items", 3, "amount")) == "items.3.amount"
