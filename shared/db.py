@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -93,6 +95,14 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     # Taking the write lock at BEGIN avoids SQLITE_BUSY deadlocks between read-then-write
     # transactions (a deferred transaction cannot upgrade its lock while another writer waits).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    result = await session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def session_factory(

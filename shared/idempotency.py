@@ -15,14 +15,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Integer, LargeBinary, String, Text, delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import AuthError, TokenVerifier
-from shared.db import PlumbingBase, UTCDateTime
+from shared.db import PlumbingBase, UTCDateTime, insert_if_absent
 from shared.problems import problem_response
 
 HEADER = b"idempotency-key"
@@ -224,13 +222,8 @@ def _fingerprint(scope: Scope, body: bytes) -> str:
 async def _insert(
     session: AsyncSession, principal: str, key: str, fingerprint: str, now: datetime
 ) -> bool:
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    result = await session.execute(
-        insert(IdempotencyRecord)
-        .values(principal=principal, key=key, fingerprint=fingerprint, created_at=now)
-        .on_conflict_do_nothing()
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    values = {"principal": principal, "key": key, "fingerprint": fingerprint, "created_at": now}
+    return await insert_if_absent(session, IdempotencyRecord, values)
 
 
 async def sweep_expired(session: AsyncSession, ttl_s: int) -> int:

@@ -21,14 +21,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared import logs
 from shared.bus import CommitOnRevoke, create_consumer, create_producer
-from shared.db import PlumbingBase, UTCDateTime
+from shared.db import PlumbingBase, UTCDateTime, insert_if_absent
 from shared.events import Envelope, EventData, EventParseError, decode, parse_envelope
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
@@ -78,13 +76,7 @@ async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
         "occurred_at": envelope.time,
         "handled_at": datetime.now(UTC),
     }
-    dialect = session.bind.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(InboxRow).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
-    )
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await insert_if_absent(session, InboxRow, values)
 
 
 class InboxConsumer:

@@ -92,11 +92,13 @@ def database_url(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Callable[[str], Any]:
     """`await database_url("marketing")`: a fresh database of the parametrised backend."""
+    databases: PostgresDatabases | None = (
+        request.getfixturevalue("postgres") if backend == "postgres" else None
+    )
 
     async def make(service: str) -> str:
-        if backend == "sqlite":
+        if databases is None:
             return f"sqlite+aiosqlite:///{tmp_path / f'{service}-{uuid.uuid4().hex[:6]}.db'}"
-        databases: PostgresDatabases = request.getfixturevalue("postgres")
         return await databases.create()
 
     return make
