@@ -55,7 +55,7 @@ def up(
 ) -> None:
     """Start the broker (embedded unless one answers), the topics and all five services."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # probing a broker is not an error
-    settings = BatonSettings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = BatonSettings(data_dir=data_dir) if data_dir else BatonSettings()
     root = settings.data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BATON_DATA_DIR": str(root)}

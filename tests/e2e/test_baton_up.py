@@ -1,4 +1,4 @@
-"""`baton up` as a new user runs it: broker, five services, an event across, Ctrl-C, nothing left."""
+"""`baton up` as a new user runs it: five services, an event across, Ctrl-C, nothing left."""
 
 from __future__ import annotations
 
