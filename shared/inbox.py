@@ -260,14 +260,22 @@ class InboxConsumer:
                     producer = create_producer(self._settings)
                     await producer.start()
                     self._dlq = producer
-                await self._dlq.send_and_wait(
-                    DLQ_TOPIC,
-                    value=orjson.dumps(record),
-                    key=message.key,
-                    headers=[*(message.headers or ()), ("baton-dlq-error", error[:500].encode())],
-                )
+                async with asyncio.timeout(30):
+                    await self._dlq.send_and_wait(
+                        DLQ_TOPIC,
+                        value=orjson.dumps(record),
+                        key=message.key,
+                        headers=[
+                            *(message.headers or ()),
+                            ("baton-dlq-error", error[:500].encode()),
+                        ],
+                    )
                 break
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError) as exc:
+                if self._dlq is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._dlq.stop(), 5)
+                    self._dlq = None
                 if self._stopping.is_set():
                     raise
                 log.warning("DLQ publish failed; retrying", extra={"error": repr(exc)})

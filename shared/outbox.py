@@ -116,8 +116,15 @@ def _forget(session: Session) -> None:
     session.info.pop(_DIRTY, None)
 
 
-async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
+async def send_rows(
+    producer: AIOKafkaProducer, rows: Sequence[Any], timeout_s: float = 30.0
+) -> None:
     """Send rows (in the given order) and wait until the broker has acknowledged all of them."""
+    async with asyncio.timeout(timeout_s):
+        await _send_all(producer, rows)
+
+
+async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
     headers = [("content-type", CONTENT_TYPE.encode())]
     pending = []
     for row in rows:
@@ -151,6 +158,7 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._max_backoff_s = max_backoff_s
+        self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self._lane_lock_class = zlib.crc32(f"outbox:{settings.service}".encode()) & 0x7FFFFFFF
         self.connected = False
@@ -171,9 +179,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self._task, flush_timeout_s)
             except TimeoutError:
                 log.warning("outbox relay stopped before its backlog was flushed")
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._discard_producer()
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -186,6 +192,12 @@ class OutboxRelay:
             self._producer = producer
             self.connected = True
         return self._producer
+
+    async def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -201,6 +213,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 self.connected = False
+                await self._discard_producer()  # a fresh client after an outage, not a stale one
                 if self._stopping:
                     return
                 log.warning(
@@ -230,7 +243,7 @@ class OutboxRelay:
             async with self._sessions() as session, session.begin():
                 rows = await self._pending(session, await self._claim_lanes(session))
                 if rows:
-                    await send_rows(producer, rows)
+                    await send_rows(producer, rows, self._send_timeout_s)
                     await self._mark_published(session, rows)
         else:
             # SQLite has one writer: read, then send without holding its write lock, so that
@@ -238,7 +251,7 @@ class OutboxRelay:
             async with self._sessions() as session:
                 rows = await self._pending(session, list(range(self._settings.outbox_lanes)))
             if rows:
-                await send_rows(producer, rows)
+                await send_rows(producer, rows, self._send_timeout_s)
                 async with self._sessions() as session, session.begin():
                     await self._mark_published(session, rows)
         if rows and self._metrics is not None:

@@ -15,7 +15,7 @@ from services.kpi.app import create_app as create_kpi
 from services.marketing.app import create_app as create_marketing
 from shared.bus import ensure_topics
 from shared.db import create_engine
-from shared.outbox import OutboxRow
+from shared.outbox import OutboxRow, replay
 from shared.settings import ALL_TOPICS, BatonSettings
 from tests.helpers import auth, eventually, make_settings, serve
 
@@ -43,14 +43,13 @@ async def captured_count(client: httpx.AsyncClient) -> int:
 async def test_outbox_to_inbox_round_trip(
     broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
 ) -> None:
-    marketing = create_marketing(
-        make_settings(
-            "marketing",
-            database_url=await database_url("marketing"),
-            bootstrap=broker.bootstrap,
-            data_dir=tmp_path,
-        )
+    marketing_settings = make_settings(
+        "marketing",
+        database_url=await database_url("marketing"),
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
     )
+    marketing = create_marketing(marketing_settings)
     kpi = create_kpi(
         make_settings(
             "kpi",
@@ -65,6 +64,10 @@ async def test_outbox_to_inbox_round_trip(
         assert created.status_code == 201, created.text
         await eventually(lambda: _at_least(kpi_client, before + 1))
         await asyncio.sleep(0.5)  # nothing more arrives: exactly one effect
+        assert await captured_count(kpi_client) == before + 1
+        # `baton replay` publishes the whole log again: the consumer has already seen it all
+        assert await replay(marketing_settings) == 1
+        await asyncio.sleep(1.5)
         assert await captured_count(kpi_client) == before + 1
 
 
