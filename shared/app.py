@@ -91,14 +91,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         app.include_router(router, dependencies=[Depends(authenticated)])  # no /v1 without a token
     _add_operational_routes(app, spec, metrics)
 
-    def resources() -> tuple[async_sessionmaker[AsyncSession], TokenVerifier] | None:
-        runtime: Runtime | None = app.state.runtime
-        return (runtime.sessions, runtime.verifier) if runtime else None
-
-    ttl = settings.idempotency_ttl_s if settings else 86_400
-    max_body = settings.max_body_bytes if settings else 1_048_576
-    app.add_middleware(IdempotencyMiddleware, resources=resources, ttl_s=ttl)
-    app.add_middleware(BodyLimitMiddleware, default_limit=max_body, limits=dict(spec.body_limits))
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limits=dict(spec.body_limits))
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 

@@ -9,7 +9,6 @@ free the key for a retry. A reservation whose request died is taken over after `
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import AuthError, TokenVerifier
 from shared.db import PlumbingBase, UTCDateTime, insert_if_absent
 from shared.problems import problem_response
+from shared.runtime import Runtime
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 200
@@ -41,18 +41,10 @@ class IdempotencyRecord(PlumbingBase):
 
 
 class IdempotencyMiddleware:
-    """ASGI middleware; needs the app's session factory and token verifier once started."""
+    """ASGI middleware using the running app's sessions, token verifier and settings."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        resources: Callable[[], tuple[async_sessionmaker[AsyncSession], TokenVerifier] | None],
-        ttl_s: int = 86_400,
-        lock_s: int = 60,
-    ) -> None:
+    def __init__(self, app: ASGIApp, lock_s: int = 60) -> None:
         self.app = app
-        self._resources = resources
-        self._ttl = timedelta(seconds=ttl_s)
         self._lock = timedelta(seconds=lock_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -61,8 +53,8 @@ class IdempotencyMiddleware:
             return
         headers = dict(scope["headers"])
         raw_key = headers.get(HEADER)
-        resources = self._resources()
-        if raw_key is None or resources is None:
+        runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        if raw_key is None or runtime is None:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1").strip()
@@ -75,14 +67,15 @@ class IdempotencyMiddleware:
             )
             await response(scope, receive, send)
             return
-        sessions, verifier = resources
-        principal = await _principal(verifier, headers.get(b"authorization", b""))
+        sessions = runtime.sessions
+        principal = await _principal(runtime.verifier, headers.get(b"authorization", b""))
         if principal is None:  # auth will answer 401 itself; nothing to remember
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         fingerprint = _fingerprint(scope, body)
-        early = await self._reserve(sessions, principal, key, fingerprint)
+        ttl = timedelta(seconds=runtime.settings.idempotency_ttl_s)
+        early = await self._reserve(sessions, principal, key, fingerprint, ttl)
         if early is not None:
             await early(scope, receive, send)
             return
@@ -90,7 +83,12 @@ class IdempotencyMiddleware:
         await self._finish(sessions, principal, key, captured)
 
     async def _reserve(
-        self, sessions: async_sessionmaker[AsyncSession], principal: str, key: str, fingerprint: str
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: str,
+        key: str,
+        fingerprint: str,
+        ttl: timedelta,
     ) -> Any:
         """Reserve the key; or return the response to give instead of running the request."""
         now = datetime.now(UTC)
@@ -101,7 +99,7 @@ class IdempotencyMiddleware:
             if record is None:  # expired and swept between the two statements
                 await _insert(session, principal, key, fingerprint, now)
                 return None
-            expired = record.created_at < now - self._ttl
+            expired = record.created_at < now - ttl
             stale = record.status is None and record.created_at < now - self._lock
             if expired or stale:
                 record.fingerprint, record.status, record.created_at = fingerprint, None, now

@@ -15,6 +15,7 @@ from shared.metrics import ServiceMetrics
 from shared.problems import problem_response
 
 REQUEST_ID = b"x-request-id"
+DEFAULT_MAX_BODY = 1_048_576
 
 
 class ObservabilityMiddleware:
@@ -56,22 +57,22 @@ class ObservabilityMiddleware:
 class BodyLimitMiddleware:
     """Answers 413 to bodies over the limit (per path prefix, else the default) before parsing."""
 
-    def __init__(self, app: ASGIApp, default_limit: int, limits: Mapping[str, int]) -> None:
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int]) -> None:
         self.app = app
-        self._default = default_limit
         self._limits = sorted(limits.items(), key=lambda item: -len(item[0]))
 
-    def _limit_for(self, path: str) -> int:
+    def _limit_for(self, scope: Scope) -> int:
         for prefix, limit in self._limits:
-            if path.startswith(prefix):
+            if scope["path"].startswith(prefix):
                 return limit
-        return self._default
+        runtime = getattr(scope["app"].state, "runtime", None)
+        return runtime.settings.max_body_bytes if runtime else DEFAULT_MAX_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit_for(scope["path"])
+        limit = self._limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(limit)(scope, receive, send)

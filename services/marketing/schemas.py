@@ -7,15 +7,13 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import LeadSource
-
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+from shared.events.catalog import Email, LeadSource
 
 
 class LeadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    email: Email
     name: str = Field(min_length=1, max_length=200)
     company: str = Field(min_length=1, max_length=200)
     title: str | None = Field(None, max_length=200)
@@ -23,10 +21,10 @@ class LeadCreate(BaseModel):
     campaign_id: uuid.UUID | None = None
     occurred_at: AwareDatetime | None = None
 
-    @field_validator("email")
+    @field_validator("email", mode="before")
     @classmethod
-    def _normalise(cls, value: str) -> str:
-        return value.strip().lower()
+    def _normalise(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class LeadRead(BaseModel):

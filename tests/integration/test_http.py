@@ -119,6 +119,10 @@ async def test_problem_details_name_the_field(marketing: httpx.AsyncClient) -> N
     assert problem["status"] == 422
     assert [e["name"] for e in problem["errors"]] == ["email"]
 
+    not_text = await marketing.post("/v1/leads", json=body(email=42), headers=headers)
+    assert not_text.status_code == 422
+    assert not_text.json()["errors"][0]["name"] == "email"
+
     wrong_source = await marketing.post("/v1/leads", json=body(source="tv"), headers=headers)
     assert wrong_source.json()["errors"][0]["name"] == "source"
 
@@ -143,7 +147,8 @@ async def test_problem_details_name_the_field(marketing: httpx.AsyncClient) -> N
 
 async def test_duplicate_email_is_409_with_existing_id(marketing: httpx.AsyncClient) -> None:
     headers = auth("marketing:write")
-    first = await marketing.post("/v1/leads", json=body(email="Dup@Example.com"), headers=headers)
+    first = await marketing.post("/v1/leads", json=body(email=" Dup@Example.com"), headers=headers)
+    assert first.json()["email"] == "dup@example.com"
     again = await marketing.post("/v1/leads", json=body(email="dup@example.com"), headers=headers)
     assert again.status_code == 409
     assert again.json()["existing_id"] == first.json()["id"]
