@@ -104,6 +104,8 @@ class ServiceSettings(BatonSettings):
     outbox_lanes: int = Field(8, ge=1, le=256)
     consumer_max_attempts: int = Field(3, ge=1, le=20)
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
+    # Appended to every consumer group id, e.g. to run a second, independent copy of the system.
+    consumer_group_suffix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,50}$")
     max_body_bytes: int = Field(1_048_576, ge=1024)
     idempotency_ttl_s: int = Field(86_400, ge=60)
 
@@ -125,7 +127,7 @@ class ServiceSettings(BatonSettings):
 
     @property
     def group_id(self) -> str:
-        return f"baton.{self.service}"
+        return f"baton.{self.service}{self.consumer_group_suffix}"
 
 
 def topic_of(service: str) -> str:
