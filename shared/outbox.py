@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Index, Integer, String, Text, event, func, select, text, update
+from sqlalchemy import Index, Integer, String, Text, event, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -62,19 +62,34 @@ def lane_of(key: str, lanes: int) -> int:
     return zlib.crc32(key.encode()) % lanes
 
 
+def _row(envelope: Envelope, topic: str, lanes: int, created_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(envelope.id),
+        "event_type": envelope.type,
+        "topic": topic,
+        "key": envelope.partitionkey,
+        "lane": lane_of(envelope.partitionkey, lanes),
+        "payload": envelope.to_json().decode(),
+        "occurred_at": envelope.time,
+        "created_at": created_at,
+    }
+
+
 def add_event(session: AsyncSession, envelope: Envelope, *, topic: str, lanes: int) -> None:
     """Store `envelope` for publication when (and only if) the session's transaction commits."""
-    session.add(
-        OutboxRow(
-            event_id=str(envelope.id),
-            event_type=envelope.type,
-            topic=topic,
-            key=envelope.partitionkey,
-            lane=lane_of(envelope.partitionkey, lanes),
-            payload=envelope.to_json().decode(),
-            occurred_at=envelope.time,
-            created_at=datetime.now(UTC),
-        )
+    session.add(OutboxRow(**_row(envelope, topic, lanes, datetime.now(UTC))))
+    session.info[_DIRTY] = True
+
+
+async def add_events(
+    session: AsyncSession, envelopes: Sequence[Envelope], *, topic: str, lanes: int
+) -> None:
+    """Store many envelopes in one statement (bulk use cases such as imports)."""
+    if not envelopes:
+        return
+    created_at = datetime.now(UTC)
+    await session.execute(
+        insert(OutboxRow), [_row(envelope, topic, lanes, created_at) for envelope in envelopes]
     )
     session.info[_DIRTY] = True
 
@@ -101,6 +116,13 @@ class Outbox:
         )
         add_event(session, envelope, topic=self.topic, lanes=self.lanes)
         return envelope
+
+    async def emit_many(
+        self, session: AsyncSession, events: Sequence[tuple[EventData, datetime]]
+    ) -> None:
+        """Emit each `(data, event time)` of a bulk change, in one statement."""
+        envelopes = [new_event(data, time=time) for data, time in events]
+        await add_events(session, envelopes, topic=self.topic, lanes=self.lanes)
 
 
 @event.listens_for(Session, "after_commit")

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import uuid
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AwareDatetime
 
-from services.marketing import repository, service
-from services.marketing.schemas import LeadCreate, LeadRead
-from shared.http import OutboxDep, SessionDep, require
+from services.marketing import domain, importer, repository, service
+from services.marketing.schemas import (
+    ActivityCreate,
+    ActivityResult,
+    CampaignCostCreate,
+    CampaignCostRead,
+    CampaignCreate,
+    CampaignRead,
+    FeedbackRead,
+    ImportResult,
+    LeadCreate,
+    LeadDetail,
+    LeadPage,
+    LeadRead,
+    ScoreBreakdown,
+    ScoringModelBody,
+    ScoringModelRead,
+    TimelineEntry,
+)
+from shared.auth import ADMIN_SCOPE, Principal
+from shared.events.catalog import FeedbackKind, LeadSource
+from shared.http import OutboxDep, RuntimeDep, SessionDep, require
 from shared.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["leads"])
+router = APIRouter(prefix="/v1", tags=["marketing"])
 READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
+IMPORT_CHUNK = 2_000
+
+
+def not_found(exc: service.NotFound) -> Problem:
+    return Problem(404, str(exc), type="not-found")
 
 
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
@@ -31,13 +61,230 @@ async def create_lead(
             existing_id=exc.existing_id,
             errors=[{"name": "email", "reason": "already known"}],
         ) from exc
+    except service.NotFound as exc:
+        raise _unknown_campaign(exc) from exc
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadRead.model_validate(lead)
 
 
+def _unknown_campaign(exc: service.NotFound) -> Problem:
+    return Problem(
+        422, str(exc), type="validation", errors=[{"name": "campaign_id", "reason": str(exc)}]
+    )
+
+
+@router.get("/leads", dependencies=[READ])
+async def list_leads(
+    session: SessionDep,
+    lead_status: Annotated[str | None, Query(alias="status", max_length=20)] = None,
+    source: LeadSource | None = None,
+    campaign_id: uuid.UUID | None = None,
+    min_score: Annotated[int | None, Query(ge=-100_000, le=100_000)] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="name, company or email")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> LeadPage:
+    """Leads, newest first, filtered; follow `next_cursor` for more."""
+    where = repository.LeadFilter(
+        status=lead_status,
+        source=source,
+        campaign_id=str(campaign_id) if campaign_id else None,
+        min_score=min_score,
+        text=q,
+    )
+    leads = await repository.list_leads(session, where, _decode_cursor(cursor), limit + 1)
+    page = [LeadRead.model_validate(lead) for lead in leads[:limit]]
+    last = leads[limit - 1] if len(leads) > limit else None
+    cursor_out = _encode_cursor(last.captured_at, last.id) if last else None
+    return LeadPage(items=page, next_cursor=cursor_out)
+
+
+def _encode_cursor(captured_at: datetime, lead_id: str) -> str:
+    raw = orjson.dumps([captured_at.isoformat(), lead_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        captured_at, lead_id = orjson.loads(raw)
+        return datetime.fromisoformat(captured_at), str(uuid.UUID(lead_id))
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise Problem(
+            422,
+            "invalid cursor",
+            type="validation",
+            errors=[{"name": "cursor", "reason": "invalid"}],
+        ) from exc
+
+
 @router.get("/leads/{lead_id}", dependencies=[READ])
-async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadRead:
+async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
+    """The lead with its score broken down by rule, its timeline and its customers' feedback."""
     lead = await repository.get_lead(session, str(lead_id))
     if lead is None:
         raise Problem(404, f"no lead {lead_id}", type="not-found")
-    return LeadRead.model_validate(lead)
+    model, version = await service.current_model(session)
+    history = await repository.activities_of(session, lead.id)
+    counted = [
+        domain.Activity(a.type, a.occurred_at)
+        for a in history
+        if lead.engagement_since is None or a.occurred_at >= lead.engagement_since
+    ]
+    current = domain.score(model, lead.title, lead.company, counted)
+    timeline = [
+        TimelineEntry(at=a.occurred_at, kind="activity", what=a.type, points=a.points)
+        for a in history
+    ] + [
+        TimelineEntry(at=c.occurred_at, kind="status", what=c.status, reason=c.reason)
+        for c in await repository.status_changes_of(session, lead.id)
+    ]
+    feedback = await repository.feedback_for_lead(session, lead, limit=50)
+    return LeadDetail(
+        **LeadRead.model_validate(lead).model_dump(),
+        score_breakdown=ScoreBreakdown(
+            total=current.total,
+            fit=current.fit,
+            engagement=current.engagement,
+            touches=current.touches,
+            decayed=current.decayed,
+            fit_rules=dict(current.fit_rules),
+            points_by_activity=dict(current.points_by_activity),
+            mql_min_score=model.mql_min_score,
+            mql_min_touches=model.mql_min_touches,
+            model_version=version,
+        ),
+        timeline=sorted(timeline, key=lambda e: e.at),
+        feedback=[FeedbackRead.model_validate(f) for f in feedback],
+    )
+
+
+@router.post("/leads/{lead_id}/activities", status_code=201, dependencies=[WRITE])
+async def add_activity(
+    lead_id: uuid.UUID, body: ActivityCreate, session: SessionDep, outbox: OutboxDep
+) -> ActivityResult:
+    """Record what the lead did; crossing the MQL line hands it to Inside Sales (LeadQualified)."""
+    try:
+        return await service.record_activity(session, outbox, str(lead_id), body)
+    except service.NotFound as exc:
+        raise not_found(exc) from exc
+
+
+@router.post("/leads/import", dependencies=[WRITE])
+async def import_leads(request: Request, runtime: RuntimeDep) -> ImportResult:
+    """Bulk import from CSV (with a header) or JSON lines, up to 100,000 rows.
+
+    Good rows are imported even when others are bad; each bad row is reported with its line and
+    the field that is wrong. Known emails (in the database or earlier in the file) are duplicates.
+    """
+    content = await request.body()
+    try:
+        parsed = await asyncio.to_thread(
+            importer.parse, content, request.headers.get("content-type", "")
+        )
+    except importer.ImportFileError as exc:
+        code = 415 if exc.field == "Content-Type" else 422
+        raise Problem(
+            code, exc.reason, type="import", errors=[{"name": exc.field, "reason": exc.reason}]
+        ) from exc
+    created = duplicates = 0
+    errors = list(parsed.errors)
+    for start in range(0, len(parsed.rows), IMPORT_CHUNK):
+        # A transaction per chunk: other writers get their turn in between.
+        async with runtime.sessions() as session, session.begin():
+            chunk = parsed.rows[start : start + IMPORT_CHUNK]
+            made, dupes, bad = await service.import_chunk(session, runtime.outbox, chunk)
+        created, duplicates = created + made, duplicates + dupes
+        errors.extend(bad)
+    errors.sort(key=lambda e: e.line)
+    return ImportResult(rows=parsed.count, created=created, duplicates=duplicates, errors=errors)
+
+
+@router.get("/scoring-model", dependencies=[READ])
+async def get_scoring_model(session: SessionDep) -> ScoringModelRead:
+    """The scoring model in force (version 0: the built-in defaults)."""
+    stored = await repository.latest_scoring_model(session)
+    if stored is None:
+        body = service.model_to_body(domain.ScoringModel())
+        return ScoringModelRead(**body.model_dump(), version=0, changed_by=None, changed_at=None)
+    return ScoringModelRead(
+        **stored.model,
+        version=stored.version,
+        changed_by=stored.changed_by,
+        changed_at=stored.changed_at,
+    )
+
+
+@router.put("/scoring-model")
+async def put_scoring_model(
+    body: ScoringModelBody,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
+) -> ScoringModelRead:
+    """Replace the scoring model (admin); the change is kept as a new version with who and when."""
+    version = await service.replace_model(session, body, principal.subject)
+    return ScoringModelRead(
+        **body.model_dump(),
+        version=version.version,
+        changed_by=version.changed_by,
+        changed_at=version.changed_at,
+    )
+
+
+@router.post("/campaigns", status_code=201, dependencies=[WRITE])
+async def create_campaign(body: CampaignCreate, session: SessionDep) -> CampaignRead:
+    campaign = await service.create_campaign(session, body)
+    return await _campaign_read(session, campaign.id)
+
+
+@router.post("/campaigns/{campaign_id}/costs", status_code=201, dependencies=[WRITE])
+async def add_campaign_cost(
+    campaign_id: uuid.UUID, body: CampaignCostCreate, session: SessionDep, outbox: OutboxDep
+) -> CampaignCostRead:
+    """Record money spent on a campaign over a period (CampaignCostRecorded)."""
+    try:
+        cost = await service.record_cost(session, outbox, str(campaign_id), body)
+    except service.NotFound as exc:
+        raise not_found(exc) from exc
+    return CampaignCostRead.model_validate(cost)
+
+
+@router.get("/campaigns/{campaign_id}", dependencies=[READ])
+async def get_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignRead:
+    """The campaign with its leads, MQLs, cost, cost per lead and per MQL."""
+    return await _campaign_read(session, str(campaign_id))
+
+
+async def _campaign_read(session: SessionDep, campaign_id: str) -> CampaignRead:
+    campaign = await repository.get_campaign(session, campaign_id)
+    if campaign is None:
+        raise Problem(404, f"no campaign {campaign_id}", type="not-found")
+    leads, mqls = await repository.campaign_funnel(session, campaign_id)
+    cost = await repository.campaign_costs(session, campaign_id)
+    return CampaignRead(
+        id=uuid.UUID(campaign.id),
+        name=campaign.name,
+        channel=campaign.channel,
+        created_at=campaign.created_at,
+        leads=leads,
+        mqls=mqls,
+        cost=cost,
+        cost_per_lead={c: domain.ratio(total, leads) for c, total in cost.items()},
+        cost_per_mql={c: domain.ratio(total, mqls) for c, total in cost.items()},
+    )
+
+
+@router.get("/feedback", dependencies=[READ])
+async def list_feedback(
+    session: SessionDep,
+    kind: FeedbackKind | None = None,
+    before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[FeedbackRead]:
+    """The customers' voice from Customer Success, newest first (e.g. `kind=case_study`)."""
+    rows = await repository.list_feedback(session, kind, before, limit)
+    return [FeedbackRead.model_validate(f) for f in rows]

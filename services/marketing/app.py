@@ -23,6 +23,7 @@ SPEC = ServiceSpec(
     routers=(router,),
     consumes=(topic_of("inside_sales"), topic_of("customer_success")),
     handlers=HANDLERS,
+    body_limits={"/v1/leads/import": 64 * 1024 * 1024},
 )
 
 

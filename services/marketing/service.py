@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.marketing import repository
-from services.marketing.models import Lead
-from services.marketing.schemas import LeadCreate
-from shared.events import LeadCaptured
+from services.marketing import domain, repository
+from services.marketing.models import (
+    Activity,
+    Campaign,
+    CampaignCost,
+    Feedback,
+    Lead,
+    ScoringModelVersion,
+    StatusChange,
+)
+from services.marketing.schemas import (
+    ActivityCreate,
+    ActivityResult,
+    CampaignCostCreate,
+    CampaignCreate,
+    ImportRowError,
+    LeadCreate,
+    ScoringModelBody,
+)
+from shared.events import (
+    CampaignCostRecorded,
+    CustomerFeedbackShared,
+    LeadCaptured,
+    LeadEngaged,
+    LeadQualified,
+    MqlRule,
+)
 from shared.outbox import Outbox
 
 
@@ -21,12 +47,77 @@ class DuplicateLead(Exception):
         self.existing_id = existing_id
 
 
+class NotFound(Exception):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"no {what} {key}")
+        self.what = what
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
+    """The scoring model in force and its version (0: the built-in defaults)."""
+    stored = await repository.latest_scoring_model(session)
+    if stored is None:
+        return domain.ScoringModel(), 0
+    return model_from_json(stored.model), stored.version
+
+
+def model_from_json(raw: dict[str, object]) -> domain.ScoringModel:
+    body = ScoringModelBody.model_validate(raw)
+    return domain.ScoringModel(
+        activity_points={str(k): v for k, v in body.activity_points.items()},
+        fit_rules=tuple(domain.FitRule(r.field, r.contains, r.points) for r in body.fit_rules),
+        decay_after_days=body.decay_after_days,
+        decay_half_life_days=body.decay_half_life_days,
+        mql_min_score=body.mql_min_score,
+        mql_min_touches=body.mql_min_touches,
+    )
+
+
+def model_to_body(model: domain.ScoringModel) -> ScoringModelBody:
+    return ScoringModelBody.model_validate(
+        {
+            "activity_points": dict(model.activity_points),
+            "fit_rules": [asdict(r) for r in model.fit_rules],
+            "decay_after_days": model.decay_after_days,
+            "decay_half_life_days": model.decay_half_life_days,
+            "mql_min_score": model.mql_min_score,
+            "mql_min_touches": model.mql_min_touches,
+        }
+    )
+
+
+async def replace_model(
+    session: AsyncSession, body: ScoringModelBody, changed_by: str
+) -> ScoringModelVersion:
+    """Store `body` as the next version of the scoring model."""
+    latest = await repository.latest_scoring_model(session)
+    version = ScoringModelVersion(
+        version=(latest.version if latest else 0) + 1,
+        model=body.model_dump(mode="json"),
+        changed_by=changed_by,
+        changed_at=now(),
+    )
+    session.add(version)
+    return version
+
+
+async def ensure_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) -> None:
+    if campaign_id is not None and await repository.get_campaign(session, str(campaign_id)) is None:
+        raise NotFound("campaign", str(campaign_id))
+
+
 async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) -> Lead:
     """Create a lead (email unique) and emit LeadCaptured with it."""
     existing = await repository.find_lead_by_email(session, body.email)
     if existing is not None:
         raise DuplicateLead(existing.id)
-    captured_at = body.occurred_at or datetime.now(UTC)
+    await ensure_campaign(session, body.campaign_id)
+    model, _ = await current_model(session)
+    captured_at = body.occurred_at or now()
     lead = Lead(
         id=str(uuid.uuid4()),
         email=body.email,
@@ -37,6 +128,9 @@ async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) 
         campaign_id=str(body.campaign_id) if body.campaign_id else None,
         status="new",
         captured_at=captured_at,
+        score=domain.score(model, body.title, body.company, ()).total,
+        touches=0,
+        times_qualified=0,
     )
     try:
         async with session.begin_nested():  # a concurrent twin may win the unique email
@@ -44,25 +138,233 @@ async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) 
     except IntegrityError:
         winner = await repository.find_lead_by_email(session, body.email)
         raise DuplicateLead(winner.id if winner else "") from None
+    session.add(StatusChange(lead_id=lead.id, status="new", occurred_at=captured_at))
+    outbox.emit(session, captured_event(vars(lead)), time=captured_at)
+    return lead
+
+
+def captured_event(lead: Mapping[str, Any]) -> LeadCaptured:
+    """LeadCaptured for a lead's column values."""
+    campaign_id = lead["campaign_id"]
+    return LeadCaptured(
+        lead_id=uuid.UUID(lead["id"]),
+        email=lead["email"],
+        name=lead["name"],
+        company=lead["company"],
+        title=lead["title"],
+        source=lead["source"],
+        campaign_id=uuid.UUID(campaign_id) if campaign_id else None,
+    )
+
+
+async def record_activity(
+    session: AsyncSession, outbox: Outbox, lead_id: str, body: ActivityCreate
+) -> ActivityResult:
+    """Score the activity into the lead's history; cross the MQL line -> LeadQualified, once."""
+    lead = await repository.get_lead(session, lead_id, lock=True)
+    if lead is None:
+        raise NotFound("lead", lead_id)
+    model, _ = await current_model(session)
+    occurred_at = body.occurred_at or now()
+    points = model.points_for(body.type)
+    session.add(Activity(lead_id=lead.id, type=body.type, points=points, occurred_at=occurred_at))
+    await session.flush()
+    current = await rescore(session, lead, model)
+    if lead.status == "new":
+        lead.status = "nurturing"
     outbox.emit(
         session,
-        LeadCaptured(
+        LeadEngaged(
+            lead_id=uuid.UUID(lead.id),
+            activity=body.type,
+            points=points,
+            score=current.total,
+            touches=current.touches,
+        ),
+        time=occurred_at,
+    )
+    qualified = domain.can_qualify(lead.status) and current.is_mql(model)
+    if qualified:
+        qualify(
+            session, outbox, lead, model, max(occurred_at, current.last_activity_at or occurred_at)
+        )
+    return ActivityResult(
+        lead_id=uuid.UUID(lead.id),
+        type=body.type,
+        points=points,
+        score=lead.score,
+        touches=lead.touches,
+        status=lead.status,
+        qualified=qualified,
+    )
+
+
+async def rescore(session: AsyncSession, lead: Lead, model: domain.ScoringModel) -> domain.Score:
+    """Recompute the lead's score from its history (since its last recycle) and store it."""
+    history = await repository.activities_of(session, lead.id, lead.engagement_since)
+    current = domain.score(
+        model,
+        lead.title,
+        lead.company,
+        (domain.Activity(a.type, a.occurred_at) for a in history),
+    )
+    lead.score = current.total
+    lead.touches = current.touches
+    lead.last_activity_at = current.last_activity_at
+    return current
+
+
+def qualify(
+    session: AsyncSession,
+    outbox: Outbox,
+    lead: Lead,
+    model: domain.ScoringModel,
+    at: datetime,
+) -> None:
+    """The MQL hand-off: status and event in one transaction."""
+    lead.status = "mql"
+    lead.qualified_at = at
+    lead.times_qualified += 1
+    session.add(StatusChange(lead_id=lead.id, status="mql", occurred_at=at))
+    outbox.emit(
+        session,
+        LeadQualified(
             lead_id=uuid.UUID(lead.id),
             email=lead.email,
             name=lead.name,
             company=lead.company,
             title=lead.title,
-            source=body.source,
-            campaign_id=body.campaign_id,
+            source=lead.source,
+            campaign_id=uuid.UUID(lead.campaign_id) if lead.campaign_id else None,
+            score=lead.score,
+            touches=lead.touches,
+            rule=MqlRule(min_score=model.mql_min_score, min_touches=model.mql_min_touches),
         ),
-        time=captured_at,
+        time=at,
     )
-    return lead
 
 
-async def set_status(session: AsyncSession, lead_id: str, status: str, reason: str) -> None:
-    """Record Inside Sales' verdict on a lead we handed over (recycled or disqualified)."""
-    lead = await repository.get_lead(session, lead_id)
-    if lead is not None:
-        lead.status = status
-        lead.status_reason = reason
+async def recycle(session: AsyncSession, lead_id: str, reason: str, at: datetime) -> None:
+    """Inside Sales sent the lead back: nurture it again from zero engagement."""
+    lead = await repository.get_lead(session, lead_id, lock=True)
+    if lead is None or lead.status == "disqualified":
+        return
+    lead.status = "recycled"
+    lead.status_reason = reason
+    lead.engagement_since = at
+    session.add(StatusChange(lead_id=lead.id, status="recycled", reason=reason, occurred_at=at))
+    model, _ = await current_model(session)
+    await rescore(session, lead, model)
+
+
+async def disqualify(session: AsyncSession, lead_id: str, reason: str, at: datetime) -> None:
+    """Inside Sales judged the lead no fit: it never qualifies again."""
+    lead = await repository.get_lead(session, lead_id, lock=True)
+    if lead is None:
+        return
+    lead.status = "disqualified"
+    lead.status_reason = reason
+    session.add(StatusChange(lead_id=lead.id, status="disqualified", reason=reason, occurred_at=at))
+
+
+def record_feedback(
+    session: AsyncSession, event_id: str, lead_id: str, data: CustomerFeedbackShared, at: datetime
+) -> None:
+    session.add(
+        Feedback(
+            event_id=event_id,
+            account_id=str(data.account_id),
+            lead_id=lead_id,
+            kind=data.kind,
+            text=data.text,
+            occurred_at=at,
+        )
+    )
+
+
+async def create_campaign(session: AsyncSession, body: CampaignCreate) -> Campaign:
+    campaign = Campaign(
+        id=str(uuid.uuid4()), name=body.name, channel=body.channel, created_at=now()
+    )
+    session.add(campaign)
+    return campaign
+
+
+async def record_cost(
+    session: AsyncSession, outbox: Outbox, campaign_id: str, body: CampaignCostCreate
+) -> CampaignCost:
+    campaign = await repository.get_campaign(session, campaign_id)
+    if campaign is None:
+        raise NotFound("campaign", campaign_id)
+    cost = CampaignCost(
+        campaign_id=campaign.id,
+        amount=body.amount,
+        currency=body.currency,
+        period_start=body.period_start,
+        period_end=body.period_end,
+        recorded_at=now(),
+    )
+    session.add(cost)
+    await session.flush()
+    outbox.emit(
+        session,
+        CampaignCostRecorded(
+            campaign_id=uuid.UUID(campaign.id),
+            channel=campaign.channel,
+            amount=body.amount,
+            currency=body.currency,
+            period_start=body.period_start,
+            period_end=body.period_end,
+        ),
+        time=datetime.combine(body.period_start, datetime.min.time(), UTC),
+    )
+    return cost
+
+
+async def import_chunk(
+    session: AsyncSession, outbox: Outbox, rows: list[tuple[int, LeadCreate]]
+) -> tuple[int, int, list[ImportRowError]]:
+    """Insert a chunk of validated rows: (created, duplicates, rows naming unknown campaigns)."""
+    model, _ = await current_model(session)
+    known = await repository.known_emails(session, {body.email for _, body in rows})
+    campaigns = {str(body.campaign_id) for _, body in rows if body.campaign_id}
+    existing_campaigns = await repository.existing_campaigns(session, campaigns)
+    errors: list[ImportRowError] = []
+    leads: list[dict[str, Any]] = []
+    duplicates = 0
+    captured = now()
+    for line, body in rows:
+        if body.email in known:
+            duplicates += 1
+            continue
+        if body.campaign_id and str(body.campaign_id) not in existing_campaigns:
+            errors.append(ImportRowError(line=line, field="campaign_id", reason="unknown campaign"))
+            continue
+        known.add(body.email)
+        leads.append(
+            {
+                "id": str(uuid.uuid4()),
+                "email": body.email,
+                "name": body.name,
+                "company": body.company,
+                "title": body.title,
+                "source": body.source,
+                "campaign_id": str(body.campaign_id) if body.campaign_id else None,
+                "status": "new",
+                "captured_at": body.occurred_at or captured,
+                "score": domain.score(model, body.title, body.company, ()).total,
+                "touches": 0,
+                "times_qualified": 0,
+            }
+        )
+    if leads:
+        await repository.insert_leads(session, leads)
+        await repository.insert_status_changes(
+            session,
+            [{"lead_id": r["id"], "status": "new", "occurred_at": r["captured_at"]} for r in leads],
+        )
+        await outbox.emit_many(
+            session,
+            [(captured_event(r), r["captured_at"]) for r in leads],
+        )
+    return len(leads), duplicates, errors

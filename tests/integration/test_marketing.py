@@ -1,0 +1,446 @@
+"""The marketing service on a real broker and both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from baton.broker import EmbeddedBroker
+from services.marketing.app import create_app
+from shared.events import (
+    CONTENT_TYPE,
+    CustomerFeedbackShared,
+    LeadDisqualified,
+    LeadRecycled,
+    new_event,
+)
+from tests.helpers import auth, eventually, make_settings, serve
+
+WRITE = auth("marketing:write", "marketing:read")
+ADMIN = auth("admin")
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def marketing(
+    broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        "marketing",
+        database_url=await database_url("marketing"),
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    async with serve(create_app(settings)) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def tail(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A plain aiokafka consumer positioned at the end of `topic` (not our own code)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def collect(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[Any, dict[str, Any]]]:
+    found: list[tuple[Any, dict[str, Any]]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            found.extend((r, orjson.loads(r.value)) for r in records)
+    return found
+
+
+async def publish(broker: EmbeddedBroker, topic: str, envelope: Any) -> None:
+    """Publish as another service would, with a plain aiokafka producer."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            envelope.to_json(),
+            key=envelope.partitionkey.encode(),
+            headers=[("content-type", CONTENT_TYPE.encode())],
+        )
+    finally:
+        await producer.stop()
+
+
+def new_lead(**overrides: Any) -> dict[str, Any]:
+    values = {
+        "email": f"lead-{uuid.uuid4().hex[:10]}@example.co.jp",
+        "name": "Haruka Ito",
+        "company": "Ito Logistics KK",
+        "title": "Head of Operations",
+        "source": "webinar",
+        "occurred_at": T0.isoformat(),
+    }
+    return {**values, **overrides}
+
+
+async def create_lead(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/v1/leads", json=new_lead(**overrides), headers=WRITE)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def activity(
+    client: httpx.AsyncClient, lead_id: str, kind: str, at: datetime
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/leads/{lead_id}/activities",
+        json={"type": kind, "occurred_at": at.isoformat()},
+        headers=WRITE,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_crossing_the_line_emits_one_lead_qualified(
+    marketing: httpx.AsyncClient, broker: EmbeddedBroker
+) -> None:
+    async with tail(broker.bootstrap, "baton.marketing") as consumer:
+        lead = await create_lead(marketing)  # fit: "head" +15
+        steps = [("content_download", 1), ("webinar_attended", 2), ("pricing_page_view", 3)]
+        results = [
+            await activity(marketing, lead["id"], k, T0 + timedelta(days=d)) for k, d in steps
+        ]
+        assert [r["qualified"] for r in results] == [False, False, False]  # 75 points, 3 touches
+        crossing = await activity(marketing, lead["id"], "email_click", T0 + timedelta(days=4))
+        assert crossing["qualified"] is True
+        assert crossing["score"] == 80
+        after = await activity(marketing, lead["id"], "demo_request", T0 + timedelta(days=5))
+        assert after["qualified"] is False  # an MQL is handed over once
+        events = await collect(consumer, 3.0)
+    mine = [(r, e) for r, e in events if e["data"]["lead_id"] == lead["id"]]
+    types = [e["type"] for _, e in mine]
+    assert types.count("baton.LeadQualified.v1") == 1
+    assert types.count("baton.LeadEngaged.v1") == 5
+    record, mql = next((r, e) for r, e in mine if e["type"] == "baton.LeadQualified.v1")
+    assert record.key == lead["id"].encode()
+    assert dict(record.headers)["content-type"] == CONTENT_TYPE.encode()
+    assert mql["specversion"] == "1.0"
+    assert mql["source"] == "/services/marketing"
+    assert mql["subject"] == mql["partitionkey"] == mql["correlationid"] == lead["id"]
+    assert mql["datacontenttype"] == "application/json"
+    assert datetime.fromisoformat(mql["time"]) == T0 + timedelta(days=4)  # event time
+    uuid.UUID(mql["id"])
+    assert mql["data"]["score"] == 80
+    assert mql["data"]["touches"] == 4
+    assert mql["data"]["rule"] == {"min_score": 80, "min_touches": 3}
+    assert mql["data"]["email"] == lead["email"]
+
+    detail = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+    assert detail["status"] == "mql"
+    assert detail["score_breakdown"]["fit_rules"] == {"title contains 'head'": 15}
+    assert detail["score_breakdown"]["points_by_activity"]["webinar_attended"] == 25
+    kinds = [(e["kind"], e["what"]) for e in detail["timeline"]]
+    assert kinds[0] == ("status", "new")
+    assert ("status", "mql") in kinds
+    assert sum(1 for k, _ in kinds if k == "activity") == 5
+
+
+async def test_recycled_lead_can_qualify_again(
+    marketing: httpx.AsyncClient, broker: EmbeddedBroker
+) -> None:
+    lead = await create_lead(marketing, title="Engineer")  # no fit points
+    for day, kind in enumerate(["demo_request", "webinar_attended", "content_download"]):
+        last = await activity(marketing, lead["id"], kind, T0 + timedelta(days=day))
+    assert last["qualified"] is True
+    recycled = new_event(
+        LeadRecycled(lead_id=uuid.UUID(lead["id"]), reason="no budget this year"),
+        time=T0 + timedelta(days=10),
+    )
+    await publish(broker, "baton.inside_sales", recycled)
+
+    async def is_recycled() -> bool:
+        got = await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)
+        return bool(got.json()["status"] == "recycled")
+
+    await eventually(is_recycled)
+    detail = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+    assert detail["score"] == 0 and detail["touches"] == 0  # engagement starts over
+    async with tail(broker.bootstrap, "baton.marketing") as consumer:
+        again = [
+            await activity(marketing, lead["id"], k, T0 + timedelta(days=20 + n))
+            for n, k in enumerate(["demo_request", "webinar_attended", "content_download"])
+        ]
+        events = await collect(consumer, 2.0)
+    assert [a["qualified"] for a in again] == [False, False, True]
+    # (the embedded broker's "latest" offset can re-deliver the batch before it: filter by time)
+    qualified = [
+        e
+        for _, e in events
+        if e["type"] == "baton.LeadQualified.v1"
+        and e["subject"] == lead["id"]
+        and datetime.fromisoformat(e["time"]) >= T0 + timedelta(days=20)
+    ]
+    assert len(qualified) == 1, qualified
+
+
+async def test_disqualified_lead_never_qualifies(
+    marketing: httpx.AsyncClient, broker: EmbeddedBroker
+) -> None:
+    lead = await create_lead(marketing, title="Engineer")
+    verdict = new_event(
+        LeadDisqualified(lead_id=uuid.UUID(lead["id"]), reason="competitor"),
+        time=T0 + timedelta(hours=1),
+    )
+    await publish(broker, "baton.inside_sales", verdict)
+
+    async def is_disqualified() -> bool:
+        got = await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)
+        return bool(got.json()["status"] == "disqualified")
+
+    await eventually(is_disqualified)
+    kinds = ["demo_request", "webinar_attended", "content_download", "pricing_page_view"]
+    results = [
+        await activity(marketing, lead["id"], k, T0 + timedelta(days=n + 1))
+        for n, k in enumerate(kinds)
+    ]
+    assert results[-1]["score"] >= 80
+    assert not any(r["qualified"] for r in results)
+
+
+async def test_import_reports_exactly_the_bad_rows(marketing: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    lines = ["email,name,company,title,source"]
+    bad_lines: dict[int, str] = {}
+    for n in range(10_000):
+        line_number = n + 2
+        if n % 400 == 7:
+            bad_lines[line_number] = "email"
+            lines.append(f"not-an-email-{n},Name {n},Company {n},CTO,seo")
+        elif n % 400 == 99:
+            bad_lines[line_number] = "source"
+            lines.append(f"{tag}-{n}@example.jp,Name {n},Company {n},CTO,television")
+        else:
+            lines.append(f"{tag}-{n}@example.jp,Name {n},Company {n},CTO,seo")
+    lines.append(f"{tag}-0@example.jp,Twin,Company,,seo")  # repeats line 2: a duplicate
+    response = await marketing.post(
+        "/v1/leads/import",
+        content="\n".join(lines).encode(),
+        headers={**WRITE, "content-type": "text/csv"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert len(bad_lines) == 50
+    assert {e["line"]: e["field"] for e in result["errors"]} == bad_lines
+    assert result["rows"] == 10_001
+    assert result["created"] == 10_000 - 50
+    assert result["duplicates"] == 1
+    again = await marketing.post(
+        "/v1/leads/import",
+        content="\n".join(lines[:11]).encode(),
+        headers={**WRITE, "content-type": "text/csv"},
+    )
+    assert again.json()["created"] == 0
+    assert again.json()["duplicates"] == 9  # the ten first rows but the bad one on line 9
+    assert [e["line"] for e in again.json()["errors"]] == [9]
+
+
+async def test_import_rejects_files_it_cannot_read(marketing: httpx.AsyncClient) -> None:
+    csv_headers = {**WRITE, "content-type": "text/csv"}
+    no_email = await marketing.post(
+        "/v1/leads/import", content=b"name,company\nA,B", headers=csv_headers
+    )
+    assert no_email.status_code == 422
+    assert no_email.json()["errors"][0]["name"] == "header"
+    binary = await marketing.post("/v1/leads/import", content=b"\xff\xfe", headers=csv_headers)
+    assert binary.status_code == 422
+    pdf = await marketing.post(
+        "/v1/leads/import", content=b"%PDF", headers={**WRITE, "content-type": "application/pdf"}
+    )
+    assert pdf.status_code == 415
+    jsonl = (
+        b'{"email":"j1@example.jp","name":"J","company":"C","source":"ads"}\n[1]\n\n{"email":"x"}'
+    )
+    lines = await marketing.post(
+        "/v1/leads/import", content=jsonl, headers={**WRITE, "content-type": "application/x-ndjson"}
+    )
+    body = lines.json()
+    assert body["created"] == 1
+    assert [(e["line"], e["field"]) for e in body["errors"]] == [(2, "row"), (4, "email")]
+
+
+async def test_a_large_import_does_not_hold_the_event_loop(marketing: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    rows = "\n".join(f"{tag}-{n}@example.jp,N{n},C{n},,ads" for n in range(30_000))
+    content = f"email,name,company,title,source\n{rows}".encode()
+    importing = asyncio.create_task(
+        marketing.post(
+            "/v1/leads/import",
+            content=content,
+            headers={**WRITE, "content-type": "text/csv"},
+            timeout=300,
+        )
+    )
+    answered = 0
+    while not importing.done():
+        started = time.monotonic()
+        assert (await marketing.get("/healthz")).status_code == 200
+        assert time.monotonic() - started < 2.0
+        answered += 1
+        await asyncio.sleep(0.05)
+    assert (await importing).json()["created"] == 30_000
+    assert answered >= 3, "the import finished before it could be observed"
+
+
+async def test_campaign_numbers(marketing: httpx.AsyncClient) -> None:
+    created = await marketing.post(
+        "/v1/campaigns", json={"name": "Spring webinar", "channel": "webinar"}, headers=WRITE
+    )
+    assert created.status_code == 201
+    campaign = created.json()
+    assert campaign["cost_per_lead"] == {} and campaign["leads"] == 0
+    cost = {"currency": "JPY", "period_start": "2026-03-01", "period_end": "2026-03-31"}
+    assert (
+        await marketing.post(
+            f"/v1/campaigns/{campaign['id']}/costs", json={**cost, "amount": 300_000}, headers=WRITE
+        )
+    ).status_code == 201
+    negative = await marketing.post(
+        f"/v1/campaigns/{campaign['id']}/costs", json={**cost, "amount": -1}, headers=WRITE
+    )
+    assert negative.status_code == 422
+    assert negative.json()["errors"][0]["name"] == "amount"
+    backwards = await marketing.post(
+        f"/v1/campaigns/{campaign['id']}/costs",
+        json={**cost, "amount": 1, "period_end": "2026-02-01"},
+        headers=WRITE,
+    )
+    assert backwards.status_code == 422
+    nowhere = await marketing.post(
+        f"/v1/campaigns/{uuid.uuid4()}/costs", json={**cost, "amount": 1}, headers=WRITE
+    )
+    assert nowhere.status_code == 404
+    leads = [await create_lead(marketing, campaign_id=campaign["id"]) for _ in range(3)]
+    for day, kind in enumerate(["demo_request", "webinar_attended", "content_download"]):
+        await activity(marketing, leads[0]["id"], kind, T0 + timedelta(days=day))
+    numbers = (await marketing.get(f"/v1/campaigns/{campaign['id']}", headers=WRITE)).json()
+    assert (numbers["leads"], numbers["mqls"]) == (3, 1)
+    assert numbers["cost"] == {"JPY": 300_000}
+    assert numbers["cost_per_lead"] == {"JPY": 100_000}
+    assert numbers["cost_per_mql"] == {"JPY": 300_000}
+    unknown = await marketing.post(
+        "/v1/leads", json=new_lead(campaign_id=str(uuid.uuid4())), headers=WRITE
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["name"] == "campaign_id"
+
+
+async def test_bad_activity_input(marketing: httpx.AsyncClient) -> None:
+    lead = await create_lead(marketing)
+    wrong_type = await marketing.post(
+        f"/v1/leads/{lead['id']}/activities", json={"type": "tweet"}, headers=WRITE
+    )
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["errors"][0]["name"] == "type"
+    naive = await marketing.post(
+        f"/v1/leads/{lead['id']}/activities",
+        json={"type": "page_view", "occurred_at": "2026-03-02T09:00:00"},
+        headers=WRITE,
+    )
+    assert naive.status_code == 422
+    assert naive.json()["errors"][0]["name"] == "occurred_at"
+    nobody = await marketing.post(
+        f"/v1/leads/{uuid.uuid4()}/activities", json={"type": "page_view"}, headers=WRITE
+    )
+    assert nobody.status_code == 404
+    detail = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+    assert detail["timeline"] == [{**detail["timeline"][0]}]  # only "new": nothing half-written
+
+
+async def test_list_filters_and_pages(marketing: httpx.AsyncClient) -> None:
+    company = f"Pager {uuid.uuid4().hex[:6]}"
+    made = [
+        await create_lead(
+            marketing, company=company, occurred_at=(T0 + timedelta(hours=n)).isoformat()
+        )
+        for n in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"q": company.lower(), "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await marketing.get("/v1/leads", params=params, headers=WRITE)).json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [lead["id"] for lead in reversed(made)]
+    by_score = await marketing.get(
+        "/v1/leads", params={"q": company, "min_score": 1000}, headers=WRITE
+    )
+    assert by_score.json()["items"] == []
+    bad = await marketing.get("/v1/leads", params={"cursor": "garbage"}, headers=WRITE)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["name"] == "cursor"
+
+
+async def test_scoring_model_is_admin_only_and_versioned(marketing: httpx.AsyncClient) -> None:
+    current = (await marketing.get("/v1/scoring-model", headers=WRITE)).json()
+    body = {k: current[k] for k in ("activity_points", "fit_rules", "mql_min_score")}
+    body["mql_min_score"] = 60
+    assert (await marketing.put("/v1/scoring-model", json=body, headers=WRITE)).status_code == 403
+    first = await marketing.put("/v1/scoring-model", json=body, headers=ADMIN)
+    assert first.status_code == 200, first.text
+    second = await marketing.put("/v1/scoring-model", json=body, headers=ADMIN)
+    assert second.json()["version"] == first.json()["version"] + 1
+    assert second.json()["changed_by"] == "tests"
+    bad = await marketing.put(
+        "/v1/scoring-model",
+        json={**body, "activity_points": {"tweet": 5}},
+        headers=ADMIN,
+    )
+    assert bad.status_code == 422
+    lead = await create_lead(marketing, title="Engineer")
+    for day, kind in enumerate(["demo_request", "content_download", "email_click"]):
+        last = await activity(marketing, lead["id"], kind, T0 + timedelta(days=day))
+    assert last["qualified"] is True  # 60 now suffices
+    detail = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+    assert detail["score_breakdown"]["model_version"] == second.json()["version"]
+
+
+async def test_customer_feedback_reaches_the_lead(
+    marketing: httpx.AsyncClient, broker: EmbeddedBroker
+) -> None:
+    lead = await create_lead(marketing)
+    text = f"Halved inspection time ({uuid.uuid4().hex[:6]})"
+    feedback = new_event(
+        CustomerFeedbackShared(account_id=uuid.uuid4(), kind="case_study", text=text),
+        correlation_id=lead["id"],
+        time=T0 + timedelta(days=200),
+    )
+    await publish(broker, "baton.customer_success", feedback)
+
+    async def shown() -> bool:
+        got = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+        return any(f["text"] == text for f in got["feedback"])
+
+    await eventually(shown)
+    stories = (
+        await marketing.get("/v1/feedback", params={"kind": "case_study"}, headers=WRITE)
+    ).json()
+    assert any(f["text"] == text and f["lead_id"] == lead["id"] for f in stories)
