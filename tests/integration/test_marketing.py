@@ -444,3 +444,24 @@ async def test_customer_feedback_reaches_the_lead(
         await marketing.get("/v1/feedback", params={"kind": "case_study"}, headers=WRITE)
     ).json()
     assert any(f["text"] == text and f["lead_id"] == lead["id"] for f in stories)
+
+
+async def test_baton_import_leads_command(marketing: httpx.AsyncClient, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from baton.cli import app
+    from tests.helpers import token
+
+    tag = uuid.uuid4().hex[:8]
+    rows = [f"{tag}-{n}@example.jp,N{n},C{n},seo" for n in range(25)]
+    rows[12] = f"{tag}-bad,N,C,seo"
+    path = tmp_path / "leads.csv"
+    path.write_text("email,name,company,source\n" + "\n".join(rows) + "\n")
+    args = [
+        "import", "leads", str(path), "--url", str(marketing.base_url),
+        "--token", token("marketing:write"), "--chunk-rows", "10",
+    ]  # fmt: skip
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 1, result.output  # one bad row
+    assert "25 rows: 24 created, 0 duplicates, 1 errors" in result.output
+    assert "14 " in result.output and "email" in result.output  # line 14 of the file
