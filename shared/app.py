@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,6 +49,8 @@ class ServiceSpec:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     publishes: bool = True
     body_limits: Mapping[str, int] = field(default_factory=dict)
+    # Loops the service runs besides its relay and consumer (e.g. SLA sweeps), until shutdown.
+    background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -121,14 +124,17 @@ async def run_service(
             settings, sessions, spec.consumes, spec.handlers, runtime.outbox, metrics
         )
         runtime.consumer.start()
-    sweeper = asyncio.create_task(_sweep_idempotency(sessions, settings.idempotency_ttl_s))
+    tasks = [asyncio.create_task(_sweep_idempotency(sessions, settings.idempotency_ttl_s))]
+    tasks += [asyncio.create_task(loop(runtime)) for loop in spec.background]
     log.info("service started", extra={"service": spec.name})
     try:
         yield runtime
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if runtime.consumer is not None:
             await runtime.consumer.stop()
         if runtime.relay is not None:

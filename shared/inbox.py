@@ -47,21 +47,12 @@ class InboxRow(PlumbingBase):
 
 @dataclass(frozen=True, slots=True)
 class EventContext:
-    """What a handler gets besides the event: the transaction and the service's outbox."""
+    """What a handler gets besides the event: the transaction, and an outbox whose events
+    carry this event's journey and name it as their cause."""
 
     session: AsyncSession
     outbox: Outbox
     envelope: Envelope
-
-    def emit(self, data: EventData, *, time: datetime | None = None) -> Envelope:
-        """Publish a follow-up event, caused by this one and in the same journey."""
-        return self.outbox.emit(
-            self.session,
-            data,
-            time=time,
-            correlation_id=self.envelope.correlationid,
-            causation_id=str(self.envelope.id),
-        )
 
 
 Handler = Callable[[EventContext, Any], Awaitable[None]]
@@ -228,7 +219,8 @@ class InboxConsumer:
                     if not await record_once(session, envelope):
                         self._count(envelope.type, "duplicate")
                         return
-                    await handler(EventContext(session, self._outbox, envelope), data)
+                    outbox = self._outbox.caused_by(envelope)
+                    await handler(EventContext(session, outbox, envelope), data)
                 self._count(envelope.type, "handled")
                 return
             except Exception as exc:

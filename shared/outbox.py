@@ -95,11 +95,32 @@ async def add_events(
 
 
 class Outbox:
-    """Where a service's events go: its topic, spread over the relay's lanes."""
+    """Where a service's events go: its topic, spread over the relay's lanes.
 
-    def __init__(self, topic: str, lanes: int) -> None:
+    `caused_by(envelope)` gives an outbox whose events carry that envelope's journey
+    (`correlationid`) and name it as their cause (`causationid`), as event handlers need.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        lanes: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> None:
         self.topic = topic
         self.lanes = lanes
+        self._correlation_id = correlation_id
+        self._causation_id = causation_id
+
+    def caused_by(self, envelope: Envelope) -> Outbox:
+        return Outbox(
+            self.topic,
+            self.lanes,
+            correlation_id=envelope.correlationid,
+            causation_id=str(envelope.id),
+        )
 
     def emit(
         self,
@@ -112,7 +133,10 @@ class Outbox:
     ) -> Envelope:
         """Wrap `data` in an envelope and add it to the session's transaction."""
         envelope = new_event(
-            data, time=time, correlation_id=correlation_id, causation_id=causation_id
+            data,
+            time=time,
+            correlation_id=correlation_id or self._correlation_id,
+            causation_id=causation_id or self._causation_id,
         )
         add_event(session, envelope, topic=self.topic, lanes=self.lanes)
         return envelope

@@ -107,6 +107,10 @@ class ServiceSettings(BatonSettings):
     # Appended to every consumer group id, e.g. to run a second, independent copy of the system.
     consumer_group_suffix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,50}$")
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # SLA sweeps: how often they run, and how long a just-received hand-off is left alone
+    # (history loaded with backdated times sends its follow-ups right after the hand-off).
+    sweep_interval_s: float = Field(15.0, gt=0, le=3600)
+    sweep_grace_s: float = Field(60.0, ge=0, le=86_400)
     idempotency_ttl_s: int = Field(86_400, ge=60)
 
     @model_validator(mode="after")

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from baton.broker import free_port
@@ -80,3 +82,32 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def topic_tail(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A plain aiokafka consumer on every partition of `topic`, from its current end.
+
+    The positions are fixed before the caller acts, so nothing published afterwards is missed.
+    (The embedded broker may hand back the last batch before the end too: filter what you read.)
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        for partition, offset in (await consumer.end_offsets(partitions)).items():
+            consumer.seek(partition, offset)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def read_events(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[Any, Any]]:
+    """(record, decoded envelope) of everything that arrives within `seconds`."""
+    found: list[tuple[Any, Any]] = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            found.extend((r, orjson.loads(r.value)) for r in records)
+    return found

@@ -24,7 +24,7 @@ async def open_opportunity(
             company=sql.company,
             contact_name=sql.contact.name,
             contact_email=sql.contact.email,
-            need=sql.need,
+            need=sql.need or "",
             estimated_amount=sql.estimated_amount,
             currency=sql.currency,
             stage="qualification",

@@ -2,21 +2,221 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, status
 
-from services.inside_sales import repository
-from services.inside_sales.schemas import QueueItemRead
-from shared.http import SessionDep, require
+from services.inside_sales import repository, service
+from services.inside_sales.schemas import (
+    AssignBody,
+    CloseBody,
+    LeadDetail,
+    Qualified,
+    QualifyBody,
+    QueueItemRead,
+    QueuePage,
+    RepCreate,
+    RepRead,
+    SlaBody,
+    SlaRead,
+    TouchCreate,
+    TouchRead,
+    TouchResult,
+)
+from shared.auth import ADMIN_SCOPE, Principal
+from shared.http import OutboxDep, SessionDep, require
+from shared.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(prefix="/v1", tags=["inside sales"])
 READ = Depends(require("inside_sales:read"))
+WRITE = Depends(require("inside_sales:write"))
+QueueStatus = Annotated[
+    str | None, Query(pattern="^(new|contacted|qualified|recycled|disqualified)$")
+]
+
+
+def problem(exc: Exception) -> Problem:
+    """Domain errors as problem details."""
+    if isinstance(exc, service.NotFound):
+        return Problem(404, str(exc), type="not-found")
+    if isinstance(exc, service.CriteriaUnmet):
+        errors = [{"name": c, "reason": "required to qualify, not identified"} for c in exc.unmet]
+        return Problem(
+            422, f"SQL criteria not met: {exc}", type="sql-criteria-unmet", errors=errors
+        )
+    return Problem(409, str(exc), type="conflict")
+
+
+DOMAIN_ERRORS = (service.NotFound, service.Conflict, service.CriteriaUnmet)
 
 
 @router.get("/queue", dependencies=[READ])
 async def get_queue(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[QueueItemRead]:
-    """MQLs by respond-by time, most urgent first."""
-    return [QueueItemRead.model_validate(i) for i in await repository.queue(session, limit)]
+    session: SessionDep,
+    rep_id: uuid.UUID | None = None,
+    item_status: Annotated[QueueStatus, Query(alias="status")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> QueuePage:
+    """MQLs by respond-by time, most urgent first; filter by rep and status."""
+    items = await repository.queue(
+        session,
+        rep_id=str(rep_id) if rep_id else None,
+        status=item_status,
+        after=_decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    last = items[limit - 1] if len(items) > limit else None
+    return QueuePage(
+        items=[QueueItemRead.model_validate(i) for i in items[:limit]],
+        next_cursor=_encode_cursor(last.respond_by, last.lead_id) if last else None,
+    )
+
+
+def _encode_cursor(respond_by: datetime, lead_id: str) -> str:
+    raw = orjson.dumps([respond_by.isoformat(), lead_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        respond_by, lead_id = orjson.loads(raw)
+        return datetime.fromisoformat(respond_by), str(uuid.UUID(lead_id))
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        reason = [{"name": "cursor", "reason": "not a cursor this service gave out"}]
+        raise Problem(422, "invalid cursor", type="validation", errors=reason) from exc
+
+
+@router.get("/leads/{lead_id}", dependencies=[READ])
+async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
+    """The MQL with the context Marketing passed (score, touches, source, rule) and its touches."""
+    item = await repository.get_item(session, str(lead_id))
+    if item is None:
+        raise Problem(404, f"no MQL {lead_id} in the queue", type="not-found")
+    touches = await repository.touches_of(session, item.lead_id)
+    return LeadDetail(
+        **QueueItemRead.model_validate(item).model_dump(),
+        mql_rule=item.mql_rule,
+        touch_log=[TouchRead.model_validate(t) for t in touches],
+        qualification=item.qualification,
+        close_reason=item.close_reason,
+    )
+
+
+@router.post("/reps", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
+async def create_rep(body: RepCreate, session: SessionDep) -> RepRead:
+    try:
+        return RepRead.model_validate(await service.add_rep(session, body))
+    except service.Conflict as exc:
+        raise problem(exc) from exc
+
+
+@router.get("/reps", dependencies=[READ])
+async def list_reps(session: SessionDep) -> list[RepRead]:
+    return [RepRead.model_validate(r) for r in await repository.list_reps(session)]
+
+
+@router.post("/reps/{rep_id}/deactivate", dependencies=[WRITE])
+async def deactivate_rep(rep_id: uuid.UUID, session: SessionDep) -> RepRead:
+    """No new MQLs are dealt to the rep; their open leads stay theirs until reassigned."""
+    try:
+        return RepRead.model_validate(await service.deactivate_rep(session, str(rep_id)))
+    except service.NotFound as exc:
+        raise problem(exc) from exc
+
+
+@router.post("/leads/{lead_id}/assign", dependencies=[WRITE])
+async def assign(lead_id: uuid.UUID, body: AssignBody, session: SessionDep) -> QueueItemRead:
+    try:
+        item = await service.assign(session, str(lead_id), str(body.rep_id))
+    except DOMAIN_ERRORS as exc:
+        raise problem(exc) from exc
+    return QueueItemRead.model_validate(item)
+
+
+@router.post("/leads/{lead_id}/touches", status_code=201, dependencies=[WRITE])
+async def add_touch(
+    lead_id: uuid.UUID, body: TouchCreate, session: SessionDep, outbox: OutboxDep
+) -> TouchResult:
+    """Log a call, mail or meeting; the first one is the lead's first contact (LeadContacted)."""
+    try:
+        return await service.record_touch(session, outbox, str(lead_id), body)
+    except DOMAIN_ERRORS as exc:
+        raise problem(exc) from exc
+
+
+@router.post("/leads/{lead_id}/qualify", status_code=201, dependencies=[WRITE])
+async def qualify(
+    lead_id: uuid.UUID, body: QualifyBody, session: SessionDep, outbox: OutboxDep
+) -> Qualified:
+    """Hand the lead to Field Sales as an opportunity, or 422 naming each unmet SQL criterion."""
+    try:
+        opportunity_id = await service.qualify(session, outbox, str(lead_id), body)
+    except DOMAIN_ERRORS as exc:
+        raise problem(exc) from exc
+    return Qualified(opportunity_id=uuid.UUID(opportunity_id), lead_id=lead_id)
+
+
+@router.post("/leads/{lead_id}/recycle", dependencies=[WRITE])
+async def recycle(
+    lead_id: uuid.UUID, body: CloseBody, session: SessionDep, outbox: OutboxDep
+) -> QueueItemRead:
+    """Not now: back to Marketing for nurturing (LeadRecycled)."""
+    try:
+        item = await service.close(session, outbox, str(lead_id), body, "recycled")
+    except DOMAIN_ERRORS as exc:
+        raise problem(exc) from exc
+    return QueueItemRead.model_validate(item)
+
+
+@router.post("/leads/{lead_id}/disqualify", dependencies=[WRITE])
+async def disqualify(
+    lead_id: uuid.UUID, body: CloseBody, session: SessionDep, outbox: OutboxDep
+) -> QueueItemRead:
+    """No fit: out of the funnel for good (LeadDisqualified)."""
+    try:
+        item = await service.close(session, outbox, str(lead_id), body, "disqualified")
+    except DOMAIN_ERRORS as exc:
+        raise problem(exc) from exc
+    return QueueItemRead.model_validate(item)
+
+
+@router.get("/sla", dependencies=[READ])
+async def get_sla(session: SessionDep) -> SlaRead:
+    """The response SLA and SQL criteria in force (version 0: the built-in defaults)."""
+    policy, stored = await service.current_policy(session)
+    if stored is None:
+        body = SlaBody(
+            response_hours=policy.response_time.total_seconds() / 3600,
+            sql_criteria=list(policy.sql_criteria),
+        )
+        return SlaRead(**body.model_dump(), version=0, changed_by=None, changed_at=None)
+    return SlaRead(
+        **stored.policy,
+        version=stored.version,
+        changed_by=stored.changed_by,
+        changed_at=stored.changed_at,
+    )
+
+
+@router.put("/sla")
+async def put_sla(
+    body: SlaBody,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
+) -> SlaRead:
+    """Change the SLA (admin); kept as a new version with who and when. New MQLs use it."""
+    version = await service.replace_policy(session, body, principal.subject)
+    return SlaRead(
+        **body.model_dump(),
+        version=version.version,
+        changed_by=version.changed_by,
+        changed_at=version.changed_at,
+    )

@@ -10,6 +10,7 @@ from services.inside_sales.api import router
 from services.inside_sales.handlers import HANDLERS
 from services.inside_sales.models import Base
 from services.inside_sales.settings import Settings
+from services.inside_sales.sweeps import response_sla_sweep
 from shared.app import ServiceSpec, create_service_app
 from shared.settings import topic_of
 
@@ -23,6 +24,7 @@ SPEC = ServiceSpec(
     routers=(router,),
     consumes=(topic_of("marketing"),),
     handlers=HANDLERS,
+    background=(response_sla_sweep,),
 )
 
 

@@ -8,7 +8,7 @@ from shared.inbox import EventContext, Handler
 
 
 async def on_lead_qualified(ctx: EventContext, event: LeadQualified) -> None:
-    await service.enqueue_mql(ctx.session, event, ctx.envelope.time)
+    await service.accept_mql(ctx.session, ctx.outbox, event, ctx.envelope.time)
 
 
 HANDLERS: dict[str, Handler] = {LeadQualified.event_type(): on_lead_qualified}

@@ -144,6 +144,8 @@ class LeadContacted(_InsideSales):
     channel: TouchChannel
     outcome: TouchOutcome
     first_contact: bool
+    # On the first contact: seconds from the MQL hand-off (the lead response time).
+    response_seconds: int | None = Field(None, ge=0)
 
 
 class LeadResponseSlaBreached(_InsideSales):
@@ -180,8 +182,8 @@ class OpportunityCreated(_InsideSales):
     lead_id: uuid.UUID
     company: Name
     contact: Contact
-    need: Text
-    decision_maker: Name
+    need: Annotated[str | None, Field(max_length=2000)] = None
+    decision_maker: OptionalName = None
     budget: Money | None = None
     timeline: Annotated[str | None, Field(max_length=200)] = None
     estimated_amount: Money

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -25,7 +23,7 @@ from shared.events import (
     LeadRecycled,
     new_event,
 )
-from tests.helpers import auth, eventually, make_settings, serve
+from tests.helpers import auth, eventually, make_settings, read_events, serve, topic_tail
 
 WRITE = auth("marketing:write", "marketing:read")
 ADMIN = auth("admin")
@@ -46,25 +44,12 @@ async def marketing(
         yield client
 
 
-@contextlib.asynccontextmanager
-async def tail(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A plain aiokafka consumer positioned at the end of `topic` (not our own code)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest")
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        yield consumer
-    finally:
-        await consumer.stop()
+def tail(bootstrap: str, topic: str) -> Any:
+    return topic_tail(bootstrap, topic)
 
 
 async def collect(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[Any, dict[str, Any]]]:
-    found: list[tuple[Any, dict[str, Any]]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for records in (await consumer.getmany(timeout_ms=200)).values():
-            found.extend((r, orjson.loads(r.value)) for r in records)
-    return found
+    return await read_events(consumer, seconds)
 
 
 async def publish(broker: EmbeddedBroker, topic: str, envelope: Any) -> None:

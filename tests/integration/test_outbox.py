@@ -23,7 +23,7 @@ from shared.metrics import ServiceMetrics
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutboxRow, lane_of, replay
 from shared.settings import BatonSettings
-from tests.helpers import auth, make_settings, serve
+from tests.helpers import auth, make_settings, serve, topic_tail
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
@@ -63,35 +63,32 @@ async def test_relay_is_woken_by_the_commit(
         data_dir=tmp_path,
         outbox_poll_interval_s=30,
     )
-    consumer = AIOKafkaConsumer("baton.marketing", bootstrap_servers=broker.bootstrap)
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        async with serve(create_marketing(settings)) as c:
-            await asyncio.sleep(0.5)  # the relay's first (empty) pass is behind it
-            body = {
-                "email": f"{uuid.uuid4().hex[:8]}@example.jp",
-                "name": "Yui Mori",
-                "company": "Mori Foods",
-                "source": "content",
-            }
-            created = await c.post("/v1/leads", json=body, headers=auth("marketing:write"))
-            lead_id = created.json()["id"]
-            started = asyncio.get_running_loop().time()
-            found = None
-            while found is None and asyncio.get_running_loop().time() - started < 5:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        event = orjson.loads(record.value)
-                        if event["subject"] == lead_id:
-                            found = (record, event)
-            assert found is not None, "the event was not published within 5 s"
-            record, event = found
-            assert event["type"] == "baton.LeadCaptured.v1"
-            assert record.key == lead_id.encode()
-            assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
-    finally:
-        await consumer.stop()
+    async with (
+        topic_tail(broker.bootstrap, "baton.marketing") as consumer,
+        serve(create_marketing(settings)) as c,
+    ):
+        await asyncio.sleep(0.5)  # the relay's first (empty) pass is behind it
+        body = {
+            "email": f"{uuid.uuid4().hex[:8]}@example.jp",
+            "name": "Yui Mori",
+            "company": "Mori Foods",
+            "source": "content",
+        }
+        created = await c.post("/v1/leads", json=body, headers=auth("marketing:write"))
+        lead_id = created.json()["id"]
+        started = asyncio.get_running_loop().time()
+        found = None
+        while found is None and asyncio.get_running_loop().time() - started < 5:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    if event["subject"] == lead_id:
+                        found = (record, event)
+        assert found is not None, "the event was not published within 5 s"
+        record, event = found
+        assert event["type"] == "baton.LeadCaptured.v1"
+        assert record.key == lead_id.encode()
+        assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
 
 
 @pytest.mark.postgres
