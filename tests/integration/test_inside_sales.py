@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,21 +110,19 @@ async def test_mql_delivered_twice_is_one_queue_item(
     assert item["score"] == 88 and item["touches"] == 5 and item["source"] == "seminar"
     assert item["mql_rule"] == {"min_score": 80, "min_touches": 3}
     assert [e["type"] for _, e in accepted] == ["baton.LeadAccepted.v1"]
-    page = (await inside_sales.get("/v1/queue", params={"limit": 200}, headers=RW)).json()
-    mine = [i for i in page["items"] if i["lead_id"] == lead_id]
-    assert len(mine) == 1
-    # The fresh group read older tests' MQLs too: all of them were dealt in turn.
-    dealt: Counter[str] = Counter()
+    # (the fresh group reads older tests' MQLs too: page through the whole queue)
+    everything: list[dict[str, Any]] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
         page = (await inside_sales.get("/v1/queue", params=params, headers=RW)).json()
-        dealt.update(i["rep_id"] for i in page["items"])
+        everything.extend(page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert set(dealt) == {r["id"] for r in reps}
-    assert max(dealt.values()) - min(dealt.values()) <= 1, dealt
+    assert len([i for i in everything if i["lead_id"] == lead_id]) == 1
+    assert len({i["lead_id"] for i in everything}) == len(everything)
+    assert item["rep_id"] in {r["id"] for r in reps}  # dealt to an active rep (fairness: unit)
 
 
 async def test_touch_then_qualify_creates_one_opportunity(
