@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, status
 
 from services.inside_sales import repository, service
@@ -29,6 +26,7 @@ from services.inside_sales.schemas import (
 )
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.http import OutboxDep, SessionDep, require
+from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["inside sales"])
@@ -67,31 +65,14 @@ async def get_queue(
         session,
         rep_id=str(rep_id) if rep_id else None,
         status=item_status,
-        after=_decode_cursor(cursor),
+        after=decode_cursor(cursor),
         limit=limit + 1,
     )
     last = items[limit - 1] if len(items) > limit else None
     return QueuePage(
         items=[QueueItemRead.model_validate(i) for i in items[:limit]],
-        next_cursor=_encode_cursor(last.respond_by, last.lead_id) if last else None,
+        next_cursor=encode_cursor(last.respond_by, last.lead_id) if last else None,
     )
-
-
-def _encode_cursor(respond_by: datetime, lead_id: str) -> str:
-    raw = orjson.dumps([respond_by.isoformat(), lead_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        respond_by, lead_id = orjson.loads(raw)
-        return datetime.fromisoformat(respond_by), str(uuid.UUID(lead_id))
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        reason = [{"name": "cursor", "reason": "not a cursor this service gave out"}]
-        raise Problem(422, "invalid cursor", type="validation", errors=reason) from exc
 
 
 @router.get("/leads/{lead_id}", dependencies=[READ])

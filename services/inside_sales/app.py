@@ -6,13 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.inside_sales import service
 from services.inside_sales.api import router
 from services.inside_sales.handlers import HANDLERS
 from services.inside_sales.models import Base
 from services.inside_sales.settings import Settings
-from services.inside_sales.sweeps import response_sla_sweep
 from shared.app import ServiceSpec, create_service_app
 from shared.settings import topic_of
+from shared.sweeps import periodic_sweep
 
 SPEC = ServiceSpec(
     name="inside_sales",
@@ -24,7 +25,7 @@ SPEC = ServiceSpec(
     routers=(router,),
     consumes=(topic_of("marketing"),),
     handlers=HANDLERS,
-    background=(response_sla_sweep,),
+    background=(periodic_sweep("response_sla", service.sweep_breaches),),
 )
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
 
@@ -34,6 +31,7 @@ from services.marketing.schemas import (
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.events.catalog import FeedbackKind, LeadSource
 from shared.http import OutboxDep, RuntimeDep, SessionDep, require
+from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["marketing"])
@@ -94,32 +92,11 @@ async def list_leads(
         min_score=min_score,
         text=q,
     )
-    leads = await repository.list_leads(session, where, _decode_cursor(cursor), limit + 1)
+    leads = await repository.list_leads(session, where, decode_cursor(cursor), limit + 1)
     page = [LeadRead.model_validate(lead) for lead in leads[:limit]]
     last = leads[limit - 1] if len(leads) > limit else None
-    cursor_out = _encode_cursor(last.captured_at, last.id) if last else None
+    cursor_out = encode_cursor(last.captured_at, last.id) if last else None
     return LeadPage(items=page, next_cursor=cursor_out)
-
-
-def _encode_cursor(captured_at: datetime, lead_id: str) -> str:
-    raw = orjson.dumps([captured_at.isoformat(), lead_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        captured_at, lead_id = orjson.loads(raw)
-        return datetime.fromisoformat(captured_at), str(uuid.UUID(lead_id))
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise Problem(
-            422,
-            "invalid cursor",
-            type="validation",
-            errors=[{"name": "cursor", "reason": "invalid"}],
-        ) from exc
 
 
 @router.get("/leads/{lead_id}", dependencies=[READ])
