@@ -6,12 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.field_sales import service
 from services.field_sales.api import router
 from services.field_sales.handlers import HANDLERS
 from services.field_sales.models import Base
 from services.field_sales.settings import Settings
 from shared.app import ServiceSpec, create_service_app
 from shared.settings import topic_of
+from shared.sweeps import periodic_sweep
 
 SPEC = ServiceSpec(
     name="field_sales",
@@ -25,6 +27,7 @@ SPEC = ServiceSpec(
     routers=(router,),
     consumes=(topic_of("inside_sales"), topic_of("customer_success")),
     handlers=HANDLERS,
+    background=(periodic_sweep("acceptance_sla", service.sweep_neglected),),
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.field_sales import service
-from shared.events import OpportunityCreated
+from shared.events import ChurnRisk, OpportunityCreated
 from shared.inbox import EventContext, Handler
 
 
@@ -11,4 +11,11 @@ async def on_opportunity_created(ctx: EventContext, event: OpportunityCreated) -
     await service.open_opportunity(ctx.session, event, ctx.envelope.time)
 
 
-HANDLERS: dict[str, Handler] = {OpportunityCreated.event_type(): on_opportunity_created}
+async def on_churn_risk(ctx: EventContext, event: ChurnRisk) -> None:
+    await service.raise_alert(ctx.session, str(ctx.envelope.id), event, ctx.envelope.time)
+
+
+HANDLERS: dict[str, Handler] = {
+    OpportunityCreated.event_type(): on_opportunity_created,
+    ChurnRisk.event_type(): on_churn_risk,
+}
