@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from shared.errors import DomainError
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://baton.dev/problems/"
 
@@ -86,6 +88,17 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        type=exc.problem_type,
+        instance=request.url.path,
+        **exc.extensions,
+    )
+
+
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
@@ -123,6 +136,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

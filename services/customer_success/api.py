@@ -26,21 +26,14 @@ from services.customer_success.schemas import (
     UsageBody,
 )
 from shared.auth import ADMIN_SCOPE, Principal
+from shared.errors import NotFound
 from shared.http import OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["customer success"])
 READ = Depends(require("customer_success:read"))
 WRITE = Depends(require("customer_success:write"))
-DOMAIN_ERRORS = (service.NotFound, service.Conflict)
 BandFilter = Annotated[str | None, Query(pattern="^(green|yellow|red)$")]
-
-
-def problem(exc: Exception) -> Problem:
-    if isinstance(exc, service.NotFound):
-        return Problem(404, str(exc), type="not-found")
-    return Problem(409, str(exc), type="conflict")
 
 
 @router.get("/accounts", dependencies=[READ])
@@ -78,7 +71,7 @@ async def get_account(account_id: uuid.UUID, session: SessionDep) -> AccountDeta
     """The account with its health score, the factors behind it, onboarding and timeline."""
     account = await repository.get_account(session, str(account_id))
     if account is None:
-        raise Problem(404, f"no account {account_id}", type="not-found")
+        raise NotFound(f"no account {account_id}")
     return AccountDetail(
         **AccountRead.model_validate(account).model_dump(),
         factors=account.factors,
@@ -100,12 +93,7 @@ async def complete_step(
     outbox: OutboxDep,
 ) -> AccountRead:
     """Tick an onboarding step; the last one emits CustomerOnboarded."""
-    try:
-        account = await service.complete_step(
-            session, outbox, str(account_id), step, body.occurred_at
-        )
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    account = await service.complete_step(session, outbox, str(account_id), step, body.occurred_at)
     return AccountRead.model_validate(account)
 
 
@@ -114,20 +102,14 @@ async def record_usage(
     account_id: uuid.UUID, body: UsageBody, session: SessionDep, outbox: OutboxDep
 ) -> HealthRead:
     """A usage reading: rescored at once; a band change or a drop into red goes out."""
-    try:
-        return await service.record_usage(session, outbox, str(account_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    return await service.record_usage(session, outbox, str(account_id), body)
 
 
 @router.post("/accounts/{account_id}/nps", status_code=201, dependencies=[WRITE])
 async def record_nps(
     account_id: uuid.UUID, body: NpsBody, session: SessionDep, outbox: OutboxDep
 ) -> AccountRead:
-    try:
-        await service.record_nps(session, outbox, str(account_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    await service.record_nps(session, outbox, str(account_id), body)
     return await _read(session, account_id)
 
 
@@ -135,36 +117,21 @@ async def record_nps(
 async def upsell(
     account_id: uuid.UUID, body: UpsellBody, session: SessionDep, outbox: OutboxDep
 ) -> AccountRead:
-    try:
-        return AccountRead.model_validate(
-            await service.upsell(session, outbox, str(account_id), body)
-        )
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    return AccountRead.model_validate(await service.upsell(session, outbox, str(account_id), body))
 
 
 @router.post("/accounts/{account_id}/renewals", status_code=201, dependencies=[WRITE])
 async def renew(
     account_id: uuid.UUID, body: RenewalBody, session: SessionDep, outbox: OutboxDep
 ) -> AccountRead:
-    try:
-        return AccountRead.model_validate(
-            await service.renew(session, outbox, str(account_id), body)
-        )
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    return AccountRead.model_validate(await service.renew(session, outbox, str(account_id), body))
 
 
 @router.post("/accounts/{account_id}/churn", dependencies=[WRITE])
 async def churn(
     account_id: uuid.UUID, body: ChurnBody, session: SessionDep, outbox: OutboxDep
 ) -> AccountRead:
-    try:
-        return AccountRead.model_validate(
-            await service.churn(session, outbox, str(account_id), body)
-        )
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    return AccountRead.model_validate(await service.churn(session, outbox, str(account_id), body))
 
 
 @router.post(
@@ -174,10 +141,7 @@ async def share_feedback(
     account_id: uuid.UUID, body: FeedbackBody, session: SessionDep, outbox: OutboxDep
 ) -> dict[str, str]:
     """Pass the customer's voice to Marketing and Sales (CustomerFeedbackShared)."""
-    try:
-        await service.share_feedback(session, outbox, str(account_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    await service.share_feedback(session, outbox, str(account_id), body)
     return {"status": "shared"}
 
 

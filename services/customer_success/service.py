@@ -20,6 +20,7 @@ from services.customer_success.schemas import (
     UpsellBody,
     UsageBody,
 )
+from shared.errors import Conflict, NotFound
 from shared.events import (
     ChurnRisk,
     ContractRenewed,
@@ -33,14 +34,6 @@ from shared.events import (
     UpsellWon,
 )
 from shared.outbox import Outbox
-
-
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
 
 
 def now() -> datetime:

@@ -25,10 +25,10 @@ from services.field_sales.schemas import (
     WinBody,
 )
 from shared.auth import ADMIN_SCOPE, Principal
+from shared.errors import NotFound
 from shared.events.catalog import Currency
 from shared.http import OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["field sales"])
 READ = Depends(require("field_sales:read"))
@@ -36,16 +36,6 @@ WRITE = Depends(require("field_sales:write"))
 StageFilter = Annotated[
     str | None, Query(pattern="^(qualification|proposal|quote|approval|negotiation|won|lost)$")
 ]
-DOMAIN_ERRORS = (service.NotFound, service.Conflict, service.UnknownLossReason)
-
-
-def problem(exc: Exception) -> Problem:
-    if isinstance(exc, service.NotFound):
-        return Problem(404, str(exc), type="not-found")
-    if isinstance(exc, service.UnknownLossReason):
-        errors = [{"name": "reason", "reason": str(exc)}]
-        return Problem(422, str(exc), type="validation", errors=errors)
-    return Problem(409, str(exc), type="conflict")
 
 
 @router.get("/opportunities", dependencies=[READ])
@@ -76,7 +66,7 @@ async def get_opportunity(opportunity_id: uuid.UUID, session: SessionDep) -> Opp
     """The opportunity with everything Inside Sales learned and its stage history."""
     opportunity = await repository.get_opportunity(session, str(opportunity_id))
     if opportunity is None:
-        raise Problem(404, f"no opportunity {opportunity_id}", type="not-found")
+        raise NotFound(f"no opportunity {opportunity_id}")
     history = await repository.history_of(session, opportunity.id)
     return OpportunityDetail(
         **OpportunityRead.model_validate(opportunity).model_dump(),
@@ -89,10 +79,7 @@ async def accept(
     opportunity_id: uuid.UUID, body: AcceptBody, session: SessionDep, outbox: OutboxDep
 ) -> OpportunityRead:
     """Take the SQL and name its owner (OpportunityAccepted); late acceptance counts as neglect."""
-    try:
-        opportunity = await service.accept(session, outbox, str(opportunity_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    opportunity = await service.accept(session, outbox, str(opportunity_id), body)
     return OpportunityRead.model_validate(opportunity)
 
 
@@ -101,10 +88,7 @@ async def change_stage(
     opportunity_id: uuid.UUID, body: StageBody, session: SessionDep, outbox: OutboxDep
 ) -> OpportunityRead:
     """Move through the pipeline; probability defaults to the stage's (OpportunityStageChanged)."""
-    try:
-        opportunity = await service.change_stage(session, outbox, str(opportunity_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    opportunity = await service.change_stage(session, outbox, str(opportunity_id), body)
     return OpportunityRead.model_validate(opportunity)
 
 
@@ -113,10 +97,7 @@ async def win(
     opportunity_id: uuid.UUID, body: WinBody, session: SessionDep, outbox: OutboxDep
 ) -> OpportunityRead:
     """Close as won: the hand-off to Customer Success (DealWon)."""
-    try:
-        opportunity = await service.win(session, outbox, str(opportunity_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    opportunity = await service.win(session, outbox, str(opportunity_id), body)
     return OpportunityRead.model_validate(opportunity)
 
 
@@ -125,10 +106,7 @@ async def lose(
     opportunity_id: uuid.UUID, body: LoseBody, session: SessionDep, outbox: OutboxDep
 ) -> OpportunityRead:
     """Close as lost, with a reason from the policy's list (DealLost)."""
-    try:
-        opportunity = await service.lose(session, outbox, str(opportunity_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    opportunity = await service.lose(session, outbox, str(opportunity_id), body)
     return OpportunityRead.model_validate(opportunity)
 
 

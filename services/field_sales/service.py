@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.field_sales import domain, repository
 from services.field_sales.models import ChurnAlert, Opportunity, PolicyVersion, StageChange
 from services.field_sales.schemas import AcceptBody, LoseBody, PolicyBody, StageBody, WinBody
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     ChurnRisk,
     DealLost,
@@ -20,19 +21,6 @@ from shared.events import (
     OpportunityStageChanged,
 )
 from shared.outbox import Outbox
-
-
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class UnknownLossReason(Exception):
-    def __init__(self, reason: str, allowed: tuple[str, ...]) -> None:
-        super().__init__(f"{reason!r} is not a loss reason; one of: {', '.join(allowed)}")
 
 
 def now() -> datetime:
@@ -250,7 +238,10 @@ async def lose(
     opportunity = await _load(session, opportunity_id)
     policy, _ = await current_policy(session)
     if body.reason not in policy.loss_reasons:
-        raise UnknownLossReason(body.reason, policy.loss_reasons)
+        allowed = ", ".join(policy.loss_reasons)
+        raise Invalid.fields(
+            f"{body.reason!r} is not a loss reason", reason=f"not one of: {allowed}"
+        )
     at = body.occurred_at or now()
     _move(session, outbox, opportunity, "lost", opportunity.amount, 0, at)
     opportunity.closed_at = at

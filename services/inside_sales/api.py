@@ -25,9 +25,9 @@ from services.inside_sales.schemas import (
     TouchResult,
 )
 from shared.auth import ADMIN_SCOPE, Principal
+from shared.errors import NotFound
 from shared.http import OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["inside sales"])
 READ = Depends(require("inside_sales:read"))
@@ -35,21 +35,6 @@ WRITE = Depends(require("inside_sales:write"))
 QueueStatus = Annotated[
     str | None, Query(pattern="^(new|contacted|qualified|recycled|disqualified)$")
 ]
-
-
-def problem(exc: Exception) -> Problem:
-    """Domain errors as problem details."""
-    if isinstance(exc, service.NotFound):
-        return Problem(404, str(exc), type="not-found")
-    if isinstance(exc, service.CriteriaUnmet):
-        errors = [{"name": c, "reason": "required to qualify, not identified"} for c in exc.unmet]
-        return Problem(
-            422, f"SQL criteria not met: {exc}", type="sql-criteria-unmet", errors=errors
-        )
-    return Problem(409, str(exc), type="conflict")
-
-
-DOMAIN_ERRORS = (service.NotFound, service.Conflict, service.CriteriaUnmet)
 
 
 @router.get("/queue", dependencies=[READ])
@@ -80,7 +65,7 @@ async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
     """The MQL with the context Marketing passed (score, touches, source, rule) and its touches."""
     item = await repository.get_item(session, str(lead_id))
     if item is None:
-        raise Problem(404, f"no MQL {lead_id} in the queue", type="not-found")
+        raise NotFound(f"no MQL {lead_id} in the queue")
     touches = await repository.touches_of(session, item.lead_id)
     return LeadDetail(
         **QueueItemRead.model_validate(item).model_dump(),
@@ -93,10 +78,7 @@ async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
 
 @router.post("/reps", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
 async def create_rep(body: RepCreate, session: SessionDep) -> RepRead:
-    try:
-        return RepRead.model_validate(await service.add_rep(session, body))
-    except service.Conflict as exc:
-        raise problem(exc) from exc
+    return RepRead.model_validate(await service.add_rep(session, body))
 
 
 @router.get("/reps", dependencies=[READ])
@@ -107,18 +89,12 @@ async def list_reps(session: SessionDep) -> list[RepRead]:
 @router.post("/reps/{rep_id}/deactivate", dependencies=[WRITE])
 async def deactivate_rep(rep_id: uuid.UUID, session: SessionDep) -> RepRead:
     """No new MQLs are dealt to the rep; their open leads stay theirs until reassigned."""
-    try:
-        return RepRead.model_validate(await service.deactivate_rep(session, str(rep_id)))
-    except service.NotFound as exc:
-        raise problem(exc) from exc
+    return RepRead.model_validate(await service.deactivate_rep(session, str(rep_id)))
 
 
 @router.post("/leads/{lead_id}/assign", dependencies=[WRITE])
 async def assign(lead_id: uuid.UUID, body: AssignBody, session: SessionDep) -> QueueItemRead:
-    try:
-        item = await service.assign(session, str(lead_id), str(body.rep_id))
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    item = await service.assign(session, str(lead_id), str(body.rep_id))
     return QueueItemRead.model_validate(item)
 
 
@@ -127,10 +103,7 @@ async def add_touch(
     lead_id: uuid.UUID, body: TouchCreate, session: SessionDep, outbox: OutboxDep
 ) -> TouchResult:
     """Log a call, mail or meeting; the first one is the lead's first contact (LeadContacted)."""
-    try:
-        return await service.record_touch(session, outbox, str(lead_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    return await service.record_touch(session, outbox, str(lead_id), body)
 
 
 @router.post("/leads/{lead_id}/qualify", status_code=201, dependencies=[WRITE])
@@ -138,10 +111,7 @@ async def qualify(
     lead_id: uuid.UUID, body: QualifyBody, session: SessionDep, outbox: OutboxDep
 ) -> Qualified:
     """Hand the lead to Field Sales as an opportunity, or 422 naming each unmet SQL criterion."""
-    try:
-        opportunity_id = await service.qualify(session, outbox, str(lead_id), body)
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    opportunity_id = await service.qualify(session, outbox, str(lead_id), body)
     return Qualified(opportunity_id=uuid.UUID(opportunity_id), lead_id=lead_id)
 
 
@@ -150,10 +120,7 @@ async def recycle(
     lead_id: uuid.UUID, body: CloseBody, session: SessionDep, outbox: OutboxDep
 ) -> QueueItemRead:
     """Not now: back to Marketing for nurturing (LeadRecycled)."""
-    try:
-        item = await service.close(session, outbox, str(lead_id), body, "recycled")
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    item = await service.close(session, outbox, str(lead_id), body, "recycled")
     return QueueItemRead.model_validate(item)
 
 
@@ -162,10 +129,7 @@ async def disqualify(
     lead_id: uuid.UUID, body: CloseBody, session: SessionDep, outbox: OutboxDep
 ) -> QueueItemRead:
     """No fit: out of the funnel for good (LeadDisqualified)."""
-    try:
-        item = await service.close(session, outbox, str(lead_id), body, "disqualified")
-    except DOMAIN_ERRORS as exc:
-        raise problem(exc) from exc
+    item = await service.close(session, outbox, str(lead_id), body, "disqualified")
     return QueueItemRead.model_validate(item)
 
 

@@ -18,6 +18,7 @@ from services.inside_sales.schemas import (
     TouchCreate,
     TouchResult,
 )
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     Contact,
     LeadAccepted,
@@ -29,20 +30,6 @@ from shared.events import (
     OpportunityCreated,
 )
 from shared.outbox import Outbox
-
-
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class CriteriaUnmet(Exception):
-    def __init__(self, unmet: list[str]) -> None:
-        super().__init__(", ".join(unmet))
-        self.unmet = unmet
 
 
 def now() -> datetime:
@@ -74,7 +61,10 @@ async def replace_policy(session: AsyncSession, body: SlaBody, changed_by: str) 
 
 async def add_rep(session: AsyncSession, body: RepCreate) -> Rep:
     if await repository.rep_by_email(session, body.email) is not None:
-        raise Conflict(f"a rep with the email {body.email} exists")
+        raise Conflict(
+            f"a rep with the email {body.email} exists",
+            errors=[{"name": "email", "reason": "already known"}],
+        )
     rep = Rep(id=str(uuid.uuid4()), name=body.name, email=body.email, created_at=now())
     rep.active, rep.last_turn = True, 0
     session.add(rep)
@@ -261,7 +251,11 @@ async def qualify(session: AsyncSession, outbox: Outbox, lead_id: str, body: Qua
     policy, _ = await current_policy(session)
     unmet = policy.unmet(body.model_dump())
     if unmet:
-        raise CriteriaUnmet(list(unmet))
+        raise Invalid(
+            f"SQL criteria not met: {', '.join(unmet)}",
+            kind="sql-criteria-unmet",
+            errors=[{"name": c, "reason": "required to qualify, not identified"} for c in unmet],
+        )
     occurred_at = body.occurred_at or now()
     opportunity_id = uuid.uuid4()
     contact = body.contact or Contact(name=item.name, email=item.email, title=item.title)

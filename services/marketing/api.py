@@ -29,6 +29,7 @@ from services.marketing.schemas import (
     TimelineEntry,
 )
 from shared.auth import ADMIN_SCOPE, Principal
+from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
 from shared.http import OutboxDep, RuntimeDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
@@ -40,35 +41,14 @@ WRITE = Depends(require("marketing:write"))
 IMPORT_CHUNK = 2_000
 
 
-def not_found(exc: service.NotFound) -> Problem:
-    return Problem(404, str(exc), type="not-found")
-
-
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
 async def create_lead(
     body: LeadCreate, session: SessionDep, outbox: OutboxDep, response: Response
 ) -> LeadRead:
     """Capture a lead; a known email answers 409 with the existing lead's id."""
-    try:
-        lead = await service.capture_lead(session, outbox, body)
-    except service.DuplicateLead as exc:
-        raise Problem(
-            409,
-            "a lead with this email exists",
-            type="duplicate-lead",
-            existing_id=exc.existing_id,
-            errors=[{"name": "email", "reason": "already known"}],
-        ) from exc
-    except service.NotFound as exc:
-        raise _unknown_campaign(exc) from exc
+    lead = await service.capture_lead(session, outbox, body)
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadRead.model_validate(lead)
-
-
-def _unknown_campaign(exc: service.NotFound) -> Problem:
-    return Problem(
-        422, str(exc), type="validation", errors=[{"name": "campaign_id", "reason": str(exc)}]
-    )
 
 
 @router.get("/leads", dependencies=[READ])
@@ -104,7 +84,7 @@ async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
     """The lead with its score broken down by rule, its timeline and its customers' feedback."""
     lead = await repository.get_lead(session, str(lead_id))
     if lead is None:
-        raise Problem(404, f"no lead {lead_id}", type="not-found")
+        raise NotFound(f"no lead {lead_id}")
     model, version = await service.current_model(session)
     history = await repository.activities_of(session, lead.id)
     counted = [
@@ -145,10 +125,7 @@ async def add_activity(
     lead_id: uuid.UUID, body: ActivityCreate, session: SessionDep, outbox: OutboxDep
 ) -> ActivityResult:
     """Record what the lead did; crossing the MQL line hands it to Inside Sales (LeadQualified)."""
-    try:
-        return await service.record_activity(session, outbox, str(lead_id), body)
-    except service.NotFound as exc:
-        raise not_found(exc) from exc
+    return await service.record_activity(session, outbox, str(lead_id), body)
 
 
 @router.post("/leads/import", dependencies=[WRITE])
@@ -223,10 +200,7 @@ async def add_campaign_cost(
     campaign_id: uuid.UUID, body: CampaignCostCreate, session: SessionDep, outbox: OutboxDep
 ) -> CampaignCostRead:
     """Record money spent on a campaign over a period (CampaignCostRecorded)."""
-    try:
-        cost = await service.record_cost(session, outbox, str(campaign_id), body)
-    except service.NotFound as exc:
-        raise not_found(exc) from exc
+    cost = await service.record_cost(session, outbox, str(campaign_id), body)
     return CampaignCostRead.model_validate(cost)
 
 
@@ -239,7 +213,7 @@ async def get_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignR
 async def _campaign_read(session: SessionDep, campaign_id: str) -> CampaignRead:
     campaign = await repository.get_campaign(session, campaign_id)
     if campaign is None:
-        raise Problem(404, f"no campaign {campaign_id}", type="not-found")
+        raise NotFound(f"no campaign {campaign_id}")
     leads, mqls = await repository.campaign_funnel(session, campaign_id)
     cost = await repository.campaign_costs(session, campaign_id)
     return CampaignRead(

@@ -30,6 +30,7 @@ from services.marketing.schemas import (
     LeadCreate,
     ScoringModelBody,
 )
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     CampaignCostRecorded,
     CustomerFeedbackShared,
@@ -41,16 +42,13 @@ from shared.events import (
 from shared.outbox import Outbox
 
 
-class DuplicateLead(Exception):
-    def __init__(self, existing_id: str) -> None:
-        super().__init__(existing_id)
-        self.existing_id = existing_id
-
-
-class NotFound(Exception):
-    def __init__(self, what: str, key: str) -> None:
-        super().__init__(f"no {what} {key}")
-        self.what = what
+def duplicate_lead(existing_id: str) -> Conflict:
+    return Conflict(
+        "a lead with this email exists",
+        kind="duplicate-lead",
+        existing_id=existing_id,
+        errors=[{"name": "email", "reason": "already known"}],
+    )
 
 
 def now() -> datetime:
@@ -107,14 +105,14 @@ async def replace_model(
 
 async def ensure_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) -> None:
     if campaign_id is not None and await repository.get_campaign(session, str(campaign_id)) is None:
-        raise NotFound("campaign", str(campaign_id))
+        raise Invalid.fields(f"no campaign {campaign_id}", campaign_id="unknown campaign")
 
 
 async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) -> Lead:
     """Create a lead (email unique) and emit LeadCaptured with it."""
     existing = await repository.find_lead_by_email(session, body.email)
     if existing is not None:
-        raise DuplicateLead(existing.id)
+        raise duplicate_lead(existing.id)
     await ensure_campaign(session, body.campaign_id)
     model, _ = await current_model(session)
     captured_at = body.occurred_at or now()
@@ -137,7 +135,7 @@ async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) 
             session.add(lead)
     except IntegrityError:
         winner = await repository.find_lead_by_email(session, body.email)
-        raise DuplicateLead(winner.id if winner else "") from None
+        raise duplicate_lead(winner.id if winner else "") from None
     session.add(StatusChange(lead_id=lead.id, status="new", occurred_at=captured_at))
     outbox.emit(session, captured_event(vars(lead)), time=captured_at)
     return lead
@@ -163,7 +161,7 @@ async def record_activity(
     """Score the activity into the lead's history; cross the MQL line -> LeadQualified, once."""
     lead = await repository.get_lead(session, lead_id, lock=True)
     if lead is None:
-        raise NotFound("lead", lead_id)
+        raise NotFound(f"no lead {lead_id}")
     model, _ = await current_model(session)
     occurred_at = body.occurred_at or now()
     points = model.points_for(body.type)
@@ -295,7 +293,7 @@ async def record_cost(
 ) -> CampaignCost:
     campaign = await repository.get_campaign(session, campaign_id)
     if campaign is None:
-        raise NotFound("campaign", campaign_id)
+        raise NotFound(f"no campaign {campaign_id}")
     cost = CampaignCost(
         campaign_id=campaign.id,
         amount=body.amount,
