@@ -79,8 +79,15 @@ class IdempotencyMiddleware:
         if early is not None:
             await early(scope, receive, send)
             return
-        captured = await self._forward(scope, body, send)
+        try:
+            captured, held = await self._forward(scope, body)
+        except BaseException:
+            await self._finish(sessions, principal, key, {"status": 500})  # free the key
+            raise
+        # The response goes out only once it is stored: a retry right after it is a replay.
         await self._finish(sessions, principal, key, captured)
+        for message in held:
+            await send(message)
 
     async def _reserve(
         self,
@@ -121,8 +128,9 @@ class IdempotencyMiddleware:
                 )
             return _Replay(record.status, record.headers or "[]", record.body or b"")
 
-    async def _forward(self, scope: Scope, body: bytes, send: Send) -> dict[str, Any]:
+    async def _forward(self, scope: Scope, body: bytes) -> tuple[dict[str, Any], list[Message]]:
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+        held: list[Message] = []
         sent = False
 
         async def replay_body() -> Message:
@@ -142,10 +150,10 @@ class IdempotencyMiddleware:
                 ]
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
-            await send(message)
+            held.append(message)
 
         await self.app(scope, replay_body, capture)
-        return captured
+        return captured, held
 
     async def _finish(
         self,
