@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from baton.broker import free_port
 from services import settings_class
 from shared.auth import mint_token
+from shared.events import CONTENT_TYPE
 from shared.settings import ServiceSettings
 
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -111,3 +112,19 @@ async def read_events(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[
         for records in (await consumer.getmany(timeout_ms=200)).values():
             found.extend((r, orjson.loads(r.value)) for r in records)
     return found
+
+
+async def publish(bootstrap: str, topic: str, *envelopes: Any) -> None:
+    """Publish as another service would: a plain aiokafka producer, key = partitionkey."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(
+                topic,
+                envelope.to_json(),
+                key=envelope.partitionkey.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
+            )
+    finally:
+        await producer.stop()

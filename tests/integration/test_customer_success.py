@@ -10,12 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from baton.broker import EmbeddedBroker
 from services.customer_success.app import create_app
-from shared.events import CONTENT_TYPE, DealWon, Envelope, new_event
-from tests.helpers import auth, eventually, make_settings, read_events, serve, topic_tail
+from shared.events import DealWon, Envelope, new_event
+from tests.helpers import (
+    auth,
+    eventually,
+    make_settings,
+    publish,
+    read_events,
+    serve,
+    topic_tail,
+)
 
 RW = auth("customer_success:read", "customer_success:write")
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -63,21 +70,6 @@ def deal(at: datetime = T0) -> Envelope:
     )
 
 
-async def publish(broker: EmbeddedBroker, *envelopes: Envelope) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(
-                "baton.field_sales",
-                envelope.to_json(),
-                key=envelope.partitionkey.encode(),
-                headers=[("content-type", CONTENT_TYPE.encode())],
-            )
-    finally:
-        await producer.stop()
-
-
 async def account_of(client: httpx.AsyncClient, won: Envelope) -> dict[str, Any]:
     """The account opened from `won` (waits for the consumer)."""
     owner = won.data["owner_id"]
@@ -95,7 +87,7 @@ async def test_deal_won_twice_is_one_account(
     customer_success: httpx.AsyncClient, broker: EmbeddedBroker
 ) -> None:
     won = deal()
-    await publish(broker, won, won)
+    await publish(broker.bootstrap, "baton.field_sales", won, won)
     account = await account_of(customer_success, won)
     assert account["renewal_date"] == "2027-07-01"
     assert account["mrr"] == 2_000_000 and account["status"] == "onboarding"
@@ -127,7 +119,7 @@ async def test_one_churn_risk_per_drop_into_red(
     customer_success: httpx.AsyncClient, broker: EmbeddedBroker
 ) -> None:
     won = deal()
-    await publish(broker, won)
+    await publish(broker.bootstrap, "baton.field_sales", won)
     account = await account_of(customer_success, won)
     url = f"/v1/accounts/{account['id']}/usage"
 
@@ -165,7 +157,7 @@ async def test_revenue_nps_feedback_and_churn(
     customer_success: httpx.AsyncClient, broker: EmbeddedBroker
 ) -> None:
     won = deal()
-    await publish(broker, won)
+    await publish(broker.bootstrap, "baton.field_sales", won)
     account = await account_of(customer_success, won)
     url = f"/v1/accounts/{account['id']}"
     async with topic_tail(broker.bootstrap, "baton.customer_success") as consumer:

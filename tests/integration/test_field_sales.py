@@ -10,12 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from baton.broker import EmbeddedBroker
 from services.field_sales.app import create_app
 from shared.events import CONTENT_TYPE, ChurnRisk, Envelope, OpportunityCreated, new_event
-from tests.helpers import auth, eventually, make_settings, read_events, serve, topic_tail
+from tests.helpers import (
+    auth,
+    eventually,
+    make_settings,
+    publish,
+    read_events,
+    serve,
+    topic_tail,
+)
 
 RW = auth("field_sales:read", "field_sales:write")
 
@@ -58,21 +65,6 @@ def sql(at: datetime) -> Envelope:
     )
 
 
-async def publish(broker: EmbeddedBroker, topic: str, *envelopes: Envelope) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(
-                topic,
-                envelope.to_json(),
-                key=envelope.partitionkey.encode(),
-                headers=[("content-type", CONTENT_TYPE.encode())],
-            )
-    finally:
-        await producer.stop()
-
-
 async def opportunity(client: httpx.AsyncClient, opportunity_id: str) -> dict[str, Any] | None:
     response = await client.get(f"/v1/opportunities/{opportunity_id}", headers=RW)
     return response.json() if response.status_code == 200 else None
@@ -84,7 +76,7 @@ async def test_sql_delivered_twice_is_one_opportunity_and_win_emits_deal_won(
     event = sql(datetime.now(UTC))
     opportunity_id = str(event.data["opportunity_id"])
     lead_id = str(event.data["lead_id"])
-    await publish(broker, "baton.inside_sales", event, event)
+    await publish(broker.bootstrap, "baton.inside_sales", event, event)
     got = await eventually(lambda: opportunity(field_sales, opportunity_id))
     assert (got["need"], got["decision_maker"], got["contact_name"]) == (
         "Traceability across three plants",
@@ -162,7 +154,7 @@ async def test_unaccepted_backdated_opportunity_is_neglected_once(
     event = sql(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     opportunity_id = str(event.data["opportunity_id"])
     async with topic_tail(broker.bootstrap, "baton.field_sales") as consumer:
-        await publish(broker, "baton.inside_sales", event)
+        await publish(broker.bootstrap, "baton.inside_sales", event)
 
         async def neglected() -> Any:
             found = await opportunity(field_sales, opportunity_id)
@@ -187,7 +179,7 @@ async def test_churn_risk_reaches_the_owner_of_the_won_deal(
 ) -> None:
     event = sql(datetime.now(UTC) - timedelta(days=1))
     opportunity_id, lead_id = str(event.data["opportunity_id"]), event.data["lead_id"]
-    await publish(broker, "baton.inside_sales", event)
+    await publish(broker.bootstrap, "baton.inside_sales", event)
     await eventually(lambda: opportunity(field_sales, opportunity_id))
     owner = str(uuid.uuid4())
     url = f"/v1/opportunities/{opportunity_id}"
@@ -210,7 +202,7 @@ async def test_churn_risk_reaches_the_owner_of_the_won_deal(
         ),
         correlation_id=lead_id,
     )
-    await publish(broker, "baton.customer_success", risk)
+    await publish(broker.bootstrap, "baton.customer_success", risk)
 
     async def owners_alerts() -> list[dict[str, Any]]:
         response = await field_sales.get("/v1/alerts", params={"owner_id": owner}, headers=RW)
@@ -229,7 +221,7 @@ async def test_lose_needs_a_known_reason_and_pipeline_adds_up(
     field_sales: httpx.AsyncClient, broker: EmbeddedBroker
 ) -> None:
     events = [sql(datetime.now(UTC)) for _ in range(3)]
-    await publish(broker, "baton.inside_sales", *events)
+    await publish(broker.bootstrap, "baton.inside_sales", *events)
     ids = [str(e.data["opportunity_id"]) for e in events]
     for opportunity_id in ids:
         await eventually(

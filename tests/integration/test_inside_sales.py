@@ -11,12 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from baton.broker import EmbeddedBroker
 from services.inside_sales.app import create_app
-from shared.events import CONTENT_TYPE, Envelope, LeadQualified, new_event
-from tests.helpers import auth, eventually, make_settings, read_events, serve, topic_tail
+from shared.events import Envelope, LeadQualified, new_event
+from tests.helpers import (
+    auth,
+    eventually,
+    make_settings,
+    publish,
+    read_events,
+    serve,
+    topic_tail,
+)
 
 RW = auth("inside_sales:read", "inside_sales:write")
 ADMIN = auth("admin")
@@ -57,21 +65,6 @@ def mql(at: datetime) -> Envelope:
     )
 
 
-async def publish(broker: EmbeddedBroker, *envelopes: Envelope) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(
-                "baton.marketing",
-                envelope.to_json(),
-                key=envelope.partitionkey.encode(),
-                headers=[("content-type", CONTENT_TYPE.encode())],
-            )
-    finally:
-        await producer.stop()
-
-
 def tail(bootstrap: str) -> Any:
     return topic_tail(bootstrap, "baton.inside_sales")
 
@@ -100,7 +93,7 @@ async def test_mql_delivered_twice_is_one_queue_item(
     first, second = mql(qualified_at), mql(qualified_at + timedelta(minutes=1))
     lead_id = str(first.data["lead_id"])
     async with tail(broker.bootstrap) as consumer:
-        await publish(broker, first, first, second)
+        await publish(broker.bootstrap, "baton.marketing", first, first, second)
         item = await eventually(lambda: queued(inside_sales, lead_id))
         await eventually(lambda: queued(inside_sales, str(second.data["lead_id"])))
         accepted = await events_for(consumer, lead_id, 1.5)
@@ -131,7 +124,7 @@ async def test_touch_then_qualify_creates_one_opportunity(
     at = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
     event = mql(at)
     lead_id = str(event.data["lead_id"])
-    await publish(broker, event)
+    await publish(broker.bootstrap, "baton.marketing", event)
     await eventually(lambda: queued(inside_sales, lead_id))
     async with tail(broker.bootstrap) as consumer:
         touch = await inside_sales.post(
@@ -196,7 +189,7 @@ async def test_backdated_mql_without_touch_breaches_once(
     event = mql(datetime(2026, 2, 2, 9, 0, tzinfo=UTC))
     lead_id = str(event.data["lead_id"])
     async with tail(broker.bootstrap) as consumer:
-        await publish(broker, event)
+        await publish(broker.bootstrap, "baton.marketing", event)
         breached = None
 
         async def is_breached() -> Any:
@@ -219,7 +212,7 @@ async def test_backdated_touches_are_judged_in_event_time(
         mql(datetime(2026, 1, 5, 9, 0, tzinfo=UTC)),
         mql(datetime(2026, 1, 5, 9, 0, tzinfo=UTC)),
     )
-    await publish(broker, on_time, late)
+    await publish(broker.bootstrap, "baton.marketing", on_time, late)
     for event, touched_at in ((on_time, "2026-01-05T20:00:00Z"), (late, "2026-01-07T09:00:00Z")):
         lead_id = str(event.data["lead_id"])
         await eventually(lambda lead_id=lead_id: queued(inside_sales, lead_id))
@@ -242,7 +235,7 @@ async def test_recycle_disqualify_and_illegal_moves(
     inside_sales: httpx.AsyncClient, broker: EmbeddedBroker
 ) -> None:
     first, second = mql(datetime.now(UTC)), mql(datetime.now(UTC))
-    await publish(broker, first, second)
+    await publish(broker.bootstrap, "baton.marketing", first, second)
     a, b = str(first.data["lead_id"]), str(second.data["lead_id"])
     await eventually(lambda: queued(inside_sales, b))
     await eventually(lambda: queued(inside_sales, a))
@@ -274,7 +267,7 @@ async def test_recycle_disqualify_and_illegal_moves(
     assert bad_channel.json()["errors"][0]["name"] == "channel"
     # a recycled lead that Marketing qualifies again comes back into the queue
     back = new_event(LeadQualified.model_validate(first.data), time=datetime.now(UTC))
-    await publish(broker, back)
+    await publish(broker.bootstrap, "baton.marketing", back)
 
     async def requeued() -> bool:
         item = await queued(inside_sales, a)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from baton.broker import EmbeddedBroker
 from services.marketing.app import create_app
@@ -23,7 +23,15 @@ from shared.events import (
     LeadRecycled,
     new_event,
 )
-from tests.helpers import auth, eventually, make_settings, read_events, serve, topic_tail
+from tests.helpers import (
+    auth,
+    eventually,
+    make_settings,
+    publish,
+    read_events,
+    serve,
+    topic_tail,
+)
 
 WRITE = auth("marketing:write", "marketing:read")
 ADMIN = auth("admin")
@@ -50,21 +58,6 @@ def tail(bootstrap: str, topic: str) -> Any:
 
 async def collect(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[Any, dict[str, Any]]]:
     return await read_events(consumer, seconds)
-
-
-async def publish(broker: EmbeddedBroker, topic: str, envelope: Any) -> None:
-    """Publish as another service would, with a plain aiokafka producer."""
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topic,
-            envelope.to_json(),
-            key=envelope.partitionkey.encode(),
-            headers=[("content-type", CONTENT_TYPE.encode())],
-        )
-    finally:
-        await producer.stop()
 
 
 def new_lead(**overrides: Any) -> dict[str, Any]:
@@ -154,7 +147,7 @@ async def test_recycled_lead_can_qualify_again(
         LeadRecycled(lead_id=uuid.UUID(lead["id"]), reason="no budget this year"),
         time=T0 + timedelta(days=10),
     )
-    await publish(broker, "baton.inside_sales", recycled)
+    await publish(broker.bootstrap, "baton.inside_sales", recycled)
 
     async def is_recycled() -> bool:
         got = await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)
@@ -189,7 +182,7 @@ async def test_disqualified_lead_never_qualifies(
         LeadDisqualified(lead_id=uuid.UUID(lead["id"]), reason="competitor"),
         time=T0 + timedelta(hours=1),
     )
-    await publish(broker, "baton.inside_sales", verdict)
+    await publish(broker.bootstrap, "baton.inside_sales", verdict)
 
     async def is_disqualified() -> bool:
         got = await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)
@@ -418,7 +411,7 @@ async def test_customer_feedback_reaches_the_lead(
         correlation_id=lead["id"],
         time=T0 + timedelta(days=200),
     )
-    await publish(broker, "baton.customer_success", feedback)
+    await publish(broker.bootstrap, "baton.customer_success", feedback)
 
     async def shown() -> bool:
         got = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
