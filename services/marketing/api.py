@@ -87,12 +87,7 @@ async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
         raise NotFound(f"no lead {lead_id}")
     model, version = await service.current_model(session)
     history = await repository.activities_of(session, lead.id)
-    counted = [
-        domain.Activity(a.type, a.occurred_at)
-        for a in history
-        if lead.engagement_since is None or a.occurred_at >= lead.engagement_since
-    ]
-    current = domain.score(model, lead.title, lead.company, counted)
+    current = service.score_of(lead, model, history)
     timeline = [
         TimelineEntry(at=a.occurred_at, kind="activity", what=a.type, points=a.points)
         for a in history

@@ -104,11 +104,13 @@ def score(
     title: str | None,
     company: str,
     activities: Iterable[Activity],
+    since: datetime | None = None,
 ) -> Score:
     """Fold the lead's activities in event-time order: backdated history scores like live traffic.
 
     Each activity first lets the engagement gathered so far decay over the idle time since the
-    previous one, then adds its points. Positive activities count as touches.
+    previous one, then adds its points. Positive activities count as touches. Activities before
+    `since` (when the lead was last recycled) no longer count: engagement starts over.
     """
     fit_rules = tuple(model.fit(title, company))
     engagement = 0.0
@@ -116,7 +118,8 @@ def score(
     touches = 0
     last: datetime | None = None
     by_activity: dict[str, int] = {}
-    for activity in sorted(activities, key=lambda a: a.occurred_at):
+    counted = [a for a in activities if since is None or a.occurred_at >= since]
+    for activity in sorted(counted, key=lambda a: a.occurred_at):
         if last is not None:
             idle_days = (activity.occurred_at - last).total_seconds() / 86_400
             engagement = model.decay(engagement, idle_days)

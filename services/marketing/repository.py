@@ -70,12 +70,8 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def activities_of(
-    session: AsyncSession, lead_id: str, since: datetime | None = None
-) -> Sequence[Activity]:
+async def activities_of(session: AsyncSession, lead_id: str) -> Sequence[Activity]:
     query = select(Activity).where(Activity.lead_id == lead_id).order_by(Activity.occurred_at)
-    if since is not None:
-        query = query.where(Activity.occurred_at >= since)
     return (await session.scalars(query)).all()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -197,15 +197,15 @@ async def record_activity(
     )
 
 
+def score_of(lead: Lead, model: domain.ScoringModel, history: Iterable[Activity]) -> domain.Score:
+    """The lead's score from its activity rows (those since its last recycle count)."""
+    activities = (domain.Activity(a.type, a.occurred_at) for a in history)
+    return domain.score(model, lead.title, lead.company, activities, since=lead.engagement_since)
+
+
 async def rescore(session: AsyncSession, lead: Lead, model: domain.ScoringModel) -> domain.Score:
-    """Recompute the lead's score from its history (since its last recycle) and store it."""
-    history = await repository.activities_of(session, lead.id, lead.engagement_since)
-    current = domain.score(
-        model,
-        lead.title,
-        lead.company,
-        (domain.Activity(a.type, a.occurred_at) for a in history),
-    )
+    """Recompute the lead's score from its history and store it."""
+    current = score_of(lead, model, await repository.activities_of(session, lead.id))
     lead.score = current.total
     lead.touches = current.touches
     lead.last_activity_at = current.last_activity_at

@@ -86,3 +86,19 @@ def test_who_can_qualify() -> None:
 def test_ratio_is_null_without_a_denominator() -> None:
     assert ratio(100, 4) == 25
     assert ratio(100, 0) is None
+
+
+def test_a_recycled_lead_starts_over_and_can_qualify_again() -> None:
+    model = ScoringModel(fit_rules=())
+    before = acts(("demo_request", 0), ("webinar_attended", 1), ("content_download", 2))
+    assert score(model, None, "A", before).is_mql(model)
+    recycled_at = T0 + timedelta(days=10)
+    after_reset = score(model, None, "A", before, since=recycled_at)
+    assert (after_reset.total, after_reset.touches) == (0, 0)
+    assert can_qualify("recycled")
+    later = before + acts(("demo_request", 20), ("webinar_attended", 21), ("email_click", 22))
+    again = score(model, None, "A", later, since=recycled_at)
+    assert (again.total, again.touches) == (40 + 25 + 5, 3)
+    assert not again.is_mql(model)  # 70 < 80: history before the recycle no longer helps
+    more = score(model, None, "A", [*later, *acts(("content_download", 23))], since=recycled_at)
+    assert more.is_mql(model)
