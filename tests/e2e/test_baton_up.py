@@ -107,7 +107,35 @@ def test_baton_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert [p for p in pids if _alive(p)] == [], "processes left behind"
+
     finally:
         if process.poll() is None:
-            process.kill()
+            process.kill()  # its children get SIGTERM from the kernel (die with parent)
             process.wait()
+
+
+def test_a_killed_baton_up_leaves_no_orphans(tmp_path: Path) -> None:
+    """Even SIGKILL (no chance to clean up): the children follow their parent."""
+    env = {
+        **os.environ,
+        "BATON_DATA_DIR": str(tmp_path / "var"),
+        "BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        **{f"BATON_{s.upper()}_PORT": str(free_port()) for s in SERVICES},
+    }
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "baton", "up"], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    pid_file = tmp_path / "var" / "baton-up.pids"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.2)
+    pids = [int(line.split()[1]) for line in pid_file.read_text().splitlines()]
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in pids if _alive(p)] == [], "orphans left behind"
