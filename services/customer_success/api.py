@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from services.customer_success import repository, service
+from services.customer_success.models import HealthModelVersion
 from services.customer_success.schemas import (
     AccountDetail,
     AccountPage,
@@ -25,6 +26,7 @@ from services.customer_success.schemas import (
     UpsellBody,
     UsageBody,
 )
+from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.http import OutboxDep, SessionDep, require
@@ -155,12 +157,7 @@ async def _read(session: SessionDep, account_id: uuid.UUID) -> AccountRead:
 async def get_health_model(session: SessionDep) -> HealthModelRead:
     """Weights, band thresholds and onboarding steps in force (version 0: the defaults)."""
     _, body, stored = await service.current_model(session)
-    return HealthModelRead(
-        **body.model_dump(),
-        version=stored.version if stored else 0,
-        changed_by=stored.changed_by if stored else None,
-        changed_at=stored.changed_at if stored else None,
-    )
+    return HealthModelRead(**body.model_dump(), **versions.audit_fields(stored))
 
 
 @router.put("/health-model")
@@ -170,10 +167,5 @@ async def put_health_model(
     principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
 ) -> HealthModelRead:
     """Change the health model (admin); kept as a new version with who and when."""
-    version = await service.replace_model(session, body, principal.subject)
-    return HealthModelRead(
-        **body.model_dump(),
-        version=version.version,
-        changed_by=version.changed_by,
-        changed_at=version.changed_at,
-    )
+    stored = await versions.add_version(session, HealthModelVersion, body, principal.subject)
+    return HealthModelRead(**body.model_dump(), **versions.audit_fields(stored))

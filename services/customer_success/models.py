@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integ
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntKey, UTCDateTime, new_metadata
+from shared.versions import VersionedRules
 
 
 class Base(DeclarativeBase):
@@ -57,12 +58,7 @@ class AccountEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class HealthModelVersion(Base):
+class HealthModelVersion(VersionedRules, Base):
     """Every health model ever in force: who changed it, when, and to what."""
 
     __tablename__ = "health_models"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    model: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changed_by: Mapped[str] = mapped_column(String(200))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customer_success.models import Account, AccountEvent, HealthModelVersion
+from services.customer_success.models import Account, AccountEvent
 
 
 async def get_account(
@@ -62,9 +62,4 @@ async def latest_event(session: AsyncSession, account_id: str, kind: str) -> Acc
         .order_by(AccountEvent.occurred_at.desc(), AccountEvent.id.desc())
         .limit(1)
     )
-    return await session.scalar(query)
-
-
-async def latest_model(session: AsyncSession) -> HealthModelVersion | None:
-    query = select(HealthModelVersion).order_by(HealthModelVersion.version.desc()).limit(1)
     return await session.scalar(query)

@@ -20,6 +20,7 @@ from services.customer_success.schemas import (
     UpsellBody,
     UsageBody,
 )
+from shared import versions
 from shared.errors import Conflict, NotFound
 from shared.events import (
     ChurnRisk,
@@ -43,8 +44,8 @@ def now() -> datetime:
 async def current_model(
     session: AsyncSession,
 ) -> tuple[domain.HealthModel, HealthModelBody, HealthModelVersion | None]:
-    stored = await repository.latest_model(session)
-    body = HealthModelBody.model_validate(stored.model) if stored else HealthModelBody()
+    stored = await versions.latest(session, HealthModelVersion)
+    body = HealthModelBody.model_validate(stored.body) if stored else HealthModelBody()
     model = domain.HealthModel(
         weights={str(k): v for k, v in body.weights.items()},
         red_below=body.red_below,
@@ -53,20 +54,6 @@ async def current_model(
         tickets_limit=body.tickets_limit,
     )
     return model, body, stored
-
-
-async def replace_model(
-    session: AsyncSession, body: HealthModelBody, changed_by: str
-) -> HealthModelVersion:
-    latest = await repository.latest_model(session)
-    version = HealthModelVersion(
-        version=(latest.version if latest else 0) + 1,
-        model=body.model_dump(mode="json"),
-        changed_by=changed_by,
-        changed_at=now(),
-    )
-    session.add(version)
-    return version
 
 
 def _emit(

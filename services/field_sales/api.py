@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
 from services.field_sales import domain, repository, service
+from services.field_sales.models import PolicyVersion
 from services.field_sales.schemas import (
     AcceptBody,
     AlertRead,
@@ -24,6 +25,7 @@ from services.field_sales.schemas import (
     StageChangeRead,
     WinBody,
 )
+from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import Currency
@@ -148,14 +150,8 @@ async def alerts(
 async def get_sla(session: SessionDep) -> PolicyRead:
     """Acceptance SLA, stage probabilities and loss reasons in force (version 0: defaults)."""
     _, stored = await service.current_policy(session)
-    if stored is None:
-        return PolicyRead(**PolicyBody().model_dump(), version=0, changed_by=None, changed_at=None)
-    return PolicyRead(
-        **stored.policy,
-        version=stored.version,
-        changed_by=stored.changed_by,
-        changed_at=stored.changed_at,
-    )
+    body = PolicyBody.model_validate(stored.body) if stored else PolicyBody()
+    return PolicyRead(**body.model_dump(), **versions.audit_fields(stored))
 
 
 @router.put("/sla")
@@ -165,10 +161,5 @@ async def put_sla(
     principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
 ) -> PolicyRead:
     """Change the policy (admin); kept as a new version with who and when."""
-    version = await service.replace_policy(session, body, principal.subject)
-    return PolicyRead(
-        **body.model_dump(),
-        version=version.version,
-        changed_by=version.changed_by,
-        changed_at=version.changed_at,
-    )
+    stored = await versions.add_version(session, PolicyVersion, body, principal.subject)
+    return PolicyRead(**body.model_dump(), **versions.audit_fields(stored))

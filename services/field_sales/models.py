@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntKey, UTCDateTime, new_metadata
+from shared.versions import VersionedRules
 
 
 class Base(DeclarativeBase):
@@ -87,12 +87,7 @@ class ChurnAlert(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class PolicyVersion(Base):
+class PolicyVersion(VersionedRules, Base):
     """Every sales policy (acceptance SLA, stage probabilities, loss reasons) ever in force."""
 
     __tablename__ = "policy_versions"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changed_by: Mapped[str] = mapped_column(String(200))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -9,7 +9,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.field_sales.domain import OPEN_STAGES
-from services.field_sales.models import ChurnAlert, Opportunity, PolicyVersion, StageChange
+from services.field_sales.models import ChurnAlert, Opportunity, StageChange
 
 
 async def get_opportunity(
@@ -95,8 +95,3 @@ async def alerts(
     if before is not None:
         query = query.where(ChurnAlert.occurred_at < before)
     return (await session.scalars(query)).all()
-
-
-async def latest_policy(session: AsyncSession) -> PolicyVersion | None:
-    query = select(PolicyVersion).order_by(PolicyVersion.version.desc()).limit(1)
-    return await session.scalar(query)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.field_sales import domain, repository
 from services.field_sales.models import ChurnAlert, Opportunity, PolicyVersion, StageChange
 from services.field_sales.schemas import AcceptBody, LoseBody, PolicyBody, StageBody, WinBody
+from shared import versions
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     ChurnRisk,
@@ -28,10 +29,10 @@ def now() -> datetime:
 
 
 async def current_policy(session: AsyncSession) -> tuple[domain.SalesPolicy, PolicyVersion | None]:
-    stored = await repository.latest_policy(session)
+    stored = await versions.latest(session, PolicyVersion)
     if stored is None:
         return domain.SalesPolicy(), None
-    body = PolicyBody.model_validate(stored.policy)
+    body = PolicyBody.model_validate(stored.body)
     policy = domain.SalesPolicy(
         accept_within=timedelta(hours=body.accept_hours),
         probabilities={
@@ -41,18 +42,6 @@ async def current_policy(session: AsyncSession) -> tuple[domain.SalesPolicy, Pol
         loss_reasons=tuple(body.loss_reasons),
     )
     return policy, stored
-
-
-async def replace_policy(session: AsyncSession, body: PolicyBody, changed_by: str) -> PolicyVersion:
-    latest = await repository.latest_policy(session)
-    version = PolicyVersion(
-        version=(latest.version if latest else 0) + 1,
-        policy=body.model_dump(mode="json"),
-        changed_by=changed_by,
-        changed_at=now(),
-    )
-    session.add(version)
-    return version
 
 
 async def open_opportunity(

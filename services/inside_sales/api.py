@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from services.inside_sales import repository, service
+from services.inside_sales.models import SlaVersion
 from services.inside_sales.schemas import (
     AssignBody,
     CloseBody,
@@ -24,6 +25,7 @@ from services.inside_sales.schemas import (
     TouchRead,
     TouchResult,
 )
+from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.http import OutboxDep, SessionDep, require
@@ -136,19 +138,9 @@ async def disqualify(
 @router.get("/sla", dependencies=[READ])
 async def get_sla(session: SessionDep) -> SlaRead:
     """The response SLA and SQL criteria in force (version 0: the built-in defaults)."""
-    policy, stored = await service.current_policy(session)
-    if stored is None:
-        body = SlaBody(
-            response_hours=policy.response_time.total_seconds() / 3600,
-            sql_criteria=list(policy.sql_criteria),
-        )
-        return SlaRead(**body.model_dump(), version=0, changed_by=None, changed_at=None)
-    return SlaRead(
-        **stored.policy,
-        version=stored.version,
-        changed_by=stored.changed_by,
-        changed_at=stored.changed_at,
-    )
+    _, stored = await service.current_policy(session)
+    body = SlaBody.model_validate(stored.body) if stored else SlaBody()
+    return SlaRead(**body.model_dump(), **versions.audit_fields(stored))
 
 
 @router.put("/sla")
@@ -158,10 +150,5 @@ async def put_sla(
     principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
 ) -> SlaRead:
     """Change the SLA (admin); kept as a new version with who and when. New MQLs use it."""
-    version = await service.replace_policy(session, body, principal.subject)
-    return SlaRead(
-        **body.model_dump(),
-        version=version.version,
-        changed_by=version.changed_by,
-        changed_at=version.changed_at,
-    )
+    stored = await versions.add_version(session, SlaVersion, body, principal.subject)
+    return SlaRead(**body.model_dump(), **versions.audit_fields(stored))

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, St
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntKey, UTCDateTime, new_metadata
+from shared.versions import VersionedRules
 
 
 class Base(DeclarativeBase):
@@ -76,12 +77,7 @@ class Touch(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SlaVersion(Base):
+class SlaVersion(VersionedRules, Base):
     """Every SLA policy ever in force: who changed it, when, and to what."""
 
     __tablename__ = "sla_versions"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changed_by: Mapped[str] = mapped_column(String(200))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)

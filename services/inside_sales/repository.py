@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.inside_sales.models import QueueItem, Rep, SlaVersion, Touch
+from services.inside_sales.models import QueueItem, Rep, Touch
 
 
 async def get_item(session: AsyncSession, lead_id: str, *, lock: bool = False) -> QueueItem | None:
@@ -79,8 +79,3 @@ async def active_reps_locked(session: AsyncSession) -> Sequence[Rep]:
 
 async def last_turn(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.coalesce(func.max(Rep.last_turn), 0))) or 0)
-
-
-async def latest_sla(session: AsyncSession) -> SlaVersion | None:
-    query = select(SlaVersion).order_by(SlaVersion.version.desc()).limit(1)
-    return await session.scalar(query)

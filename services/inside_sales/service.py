@@ -18,6 +18,7 @@ from services.inside_sales.schemas import (
     TouchCreate,
     TouchResult,
 )
+from shared import versions
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     Contact,
@@ -37,26 +38,14 @@ def now() -> datetime:
 
 
 async def current_policy(session: AsyncSession) -> tuple[domain.SlaPolicy, SlaVersion | None]:
-    stored = await repository.latest_sla(session)
+    stored = await versions.latest(session, SlaVersion)
     if stored is None:
         return domain.SlaPolicy(), None
-    body = SlaBody.model_validate(stored.policy)
+    body = SlaBody.model_validate(stored.body)
     policy = domain.SlaPolicy(
         response_time=timedelta(hours=body.response_hours), sql_criteria=tuple(body.sql_criteria)
     )
     return policy, stored
-
-
-async def replace_policy(session: AsyncSession, body: SlaBody, changed_by: str) -> SlaVersion:
-    latest = await repository.latest_sla(session)
-    version = SlaVersion(
-        version=(latest.version if latest else 0) + 1,
-        policy=body.model_dump(mode="json"),
-        changed_by=changed_by,
-        changed_at=now(),
-    )
-    session.add(version)
-    return version
 
 
 async def add_rep(session: AsyncSession, body: RepCreate) -> Rep:

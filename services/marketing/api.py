@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from services.marketing import domain, importer, repository, service
+from services.marketing.models import ScoringModelVersion
 from services.marketing.schemas import (
     ActivityCreate,
     ActivityResult,
@@ -28,6 +29,7 @@ from services.marketing.schemas import (
     ScoringModelRead,
     TimelineEntry,
 )
+from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
@@ -156,16 +158,13 @@ async def import_leads(request: Request, runtime: RuntimeDep) -> ImportResult:
 @router.get("/scoring-model", dependencies=[READ])
 async def get_scoring_model(session: SessionDep) -> ScoringModelRead:
     """The scoring model in force (version 0: the built-in defaults)."""
-    stored = await repository.latest_scoring_model(session)
-    if stored is None:
-        body = service.model_to_body(domain.ScoringModel())
-        return ScoringModelRead(**body.model_dump(), version=0, changed_by=None, changed_at=None)
-    return ScoringModelRead(
-        **stored.model,
-        version=stored.version,
-        changed_by=stored.changed_by,
-        changed_at=stored.changed_at,
+    stored = await versions.latest(session, ScoringModelVersion)
+    body = (
+        ScoringModelBody.model_validate(stored.body)
+        if stored
+        else service.model_to_body(domain.ScoringModel())
     )
+    return ScoringModelRead(**body.model_dump(), **versions.audit_fields(stored))
 
 
 @router.put("/scoring-model")
@@ -175,13 +174,8 @@ async def put_scoring_model(
     principal: Annotated[Principal, Depends(require(ADMIN_SCOPE))],
 ) -> ScoringModelRead:
     """Replace the scoring model (admin); the change is kept as a new version with who and when."""
-    version = await service.replace_model(session, body, principal.subject)
-    return ScoringModelRead(
-        **body.model_dump(),
-        version=version.version,
-        changed_by=version.changed_by,
-        changed_at=version.changed_at,
-    )
+    stored = await versions.add_version(session, ScoringModelVersion, body, principal.subject)
+    return ScoringModelRead(**body.model_dump(), **versions.audit_fields(stored))
 
 
 @router.post("/campaigns", status_code=201, dependencies=[WRITE])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BigIntKey, UTCDateTime, new_metadata
+from shared.versions import VersionedRules
 
 
 class Base(DeclarativeBase):
@@ -67,15 +67,10 @@ class StatusChange(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class ScoringModelVersion(Base):
+class ScoringModelVersion(VersionedRules, Base):
     """Every scoring model ever in force: who changed it, when, and to what."""
 
     __tablename__ = "scoring_models"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    model: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changed_by: Mapped[str] = mapped_column(String(200))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Campaign(Base):

@@ -16,7 +16,6 @@ from services.marketing.models import (
     CampaignCost,
     Feedback,
     Lead,
-    ScoringModelVersion,
     StatusChange,
 )
 
@@ -78,11 +77,6 @@ async def activities_of(session: AsyncSession, lead_id: str) -> Sequence[Activit
 async def status_changes_of(session: AsyncSession, lead_id: str) -> Sequence[StatusChange]:
     query = select(StatusChange).where(StatusChange.lead_id == lead_id)
     return (await session.scalars(query.order_by(StatusChange.occurred_at))).all()
-
-
-async def latest_scoring_model(session: AsyncSession) -> ScoringModelVersion | None:
-    query = select(ScoringModelVersion).order_by(ScoringModelVersion.version.desc()).limit(1)
-    return await session.scalar(query)
 
 
 async def get_campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:

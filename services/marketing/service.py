@@ -30,6 +30,7 @@ from services.marketing.schemas import (
     LeadCreate,
     ScoringModelBody,
 )
+from shared import versions
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     CampaignCostRecorded,
@@ -57,10 +58,10 @@ def now() -> datetime:
 
 async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
     """The scoring model in force and its version (0: the built-in defaults)."""
-    stored = await repository.latest_scoring_model(session)
+    stored = await versions.latest(session, ScoringModelVersion)
     if stored is None:
         return domain.ScoringModel(), 0
-    return model_from_json(stored.model), stored.version
+    return model_from_json(stored.body), stored.version
 
 
 def model_from_json(raw: dict[str, object]) -> domain.ScoringModel:
@@ -86,21 +87,6 @@ def model_to_body(model: domain.ScoringModel) -> ScoringModelBody:
             "mql_min_touches": model.mql_min_touches,
         }
     )
-
-
-async def replace_model(
-    session: AsyncSession, body: ScoringModelBody, changed_by: str
-) -> ScoringModelVersion:
-    """Store `body` as the next version of the scoring model."""
-    latest = await repository.latest_scoring_model(session)
-    version = ScoringModelVersion(
-        version=(latest.version if latest else 0) + 1,
-        model=body.model_dump(mode="json"),
-        changed_by=changed_by,
-        changed_at=now(),
-    )
-    session.add(version)
-    return version
 
 
 async def ensure_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) -> None:

@@ -40,7 +40,7 @@ def upgrade() -> None:
 
     op.create_table('policy_versions',
     sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('policy', sa.JSON(), nullable=False),
+    sa.Column('body', sa.JSON(), nullable=False),
     sa.Column('changed_by', sa.String(length=200), nullable=False),
     sa.Column('changed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('version', name=op.f('pk_policy_versions'))
