@@ -239,6 +239,7 @@ async def renew(
 ) -> Account:
     account = await _live(session, account_id)
     at = body.occurred_at or now()
+    previous_mrr = account.mrr
     account.mrr, account.term_months = body.mrr, body.term_months
     account.renewal_date = domain.renewal_date(account.renewal_date, body.term_months)
     _log(session, account, "renewal", {"mrr": body.mrr, "term_months": body.term_months}, at)
@@ -246,7 +247,12 @@ async def renew(
         session,
         outbox,
         account,
-        ContractRenewed(account_id=uuid.UUID(account.id), mrr=body.mrr),
+        ContractRenewed(
+            account_id=uuid.UUID(account.id),
+            mrr=body.mrr,
+            previous_mrr=previous_mrr,
+            currency=account.currency,
+        ),
         at,
     )
     return account
@@ -261,7 +267,12 @@ async def churn(session: AsyncSession, outbox: Outbox, account_id: str, body: Ch
         session,
         outbox,
         account,
-        CustomerChurned(account_id=uuid.UUID(account.id), mrr_lost=account.mrr, reason=body.reason),
+        CustomerChurned(
+            account_id=uuid.UUID(account.id),
+            mrr_lost=account.mrr,
+            reason=body.reason,
+            currency=account.currency,
+        ),
         at,
     )
     return account

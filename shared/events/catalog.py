@@ -318,6 +318,9 @@ class ContractRenewed(_CustomerSuccess):
     event_name = "ContractRenewed"
     account_id: uuid.UUID
     mrr: Money
+    # Optional additions: the MRR before the renewal (its change is expansion or contraction).
+    previous_mrr: Money | None = None
+    currency: Currency | None = None
 
 
 class CustomerChurned(_CustomerSuccess):
@@ -327,6 +330,7 @@ class CustomerChurned(_CustomerSuccess):
     account_id: uuid.UUID
     mrr_lost: Money
     reason: Text
+    currency: Currency | None = None  # optional addition: the currency of `mrr_lost`
 
 
 class CustomerFeedbackShared(_CustomerSuccess):
