@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +45,18 @@ class ServiceSpec:
     metadata: MetaData
     migrations: Path
     routers: Sequence[APIRouter] = ()
+    # Routes outside /v1 that need no token (pages whose data the browser fetches from /v1).
+    pages: Sequence[APIRouter] = ()
     consumes: tuple[str, ...] = ()
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     publishes: bool = True
     body_limits: Mapping[str, int] = field(default_factory=dict)
     # Loops the service runs besides its relay and consumer (e.g. SLA sweeps), until shutdown.
     background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
+    # The consumer group, when it is not `settings.group_id` (read from the service's database).
+    consumer_group: (
+        Callable[[async_sessionmaker[AsyncSession], ServiceSettings], Awaitable[str]] | None
+    ) = None
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -92,6 +98,10 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         if router.prefix != "/v1":
             raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
         app.include_router(router, dependencies=[Depends(authenticated)])  # no /v1 without a token
+    for router in spec.pages:
+        if router.prefix.startswith("/v1"):
+            raise ValueError(f"{spec.name}: pages must not be under /v1")
+        app.include_router(router)
     _add_operational_routes(app, spec, metrics)
 
     app.add_middleware(IdempotencyMiddleware)
@@ -120,8 +130,15 @@ async def run_service(
         runtime.relay = OutboxRelay(settings, sessions, metrics)
         runtime.relay.start()
     if spec.consumes:
+        group_id = await spec.consumer_group(sessions, settings) if spec.consumer_group else None
         runtime.consumer = InboxConsumer(
-            settings, sessions, spec.consumes, spec.handlers, runtime.outbox, metrics
+            settings,
+            sessions,
+            spec.consumes,
+            spec.handlers,
+            runtime.outbox,
+            metrics,
+            group_id=group_id,
         )
         runtime.consumer.start()
     tasks = [asyncio.create_task(_sweep_idempotency(sessions, settings.idempotency_ttl_s))]

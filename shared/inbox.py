@@ -1,9 +1,10 @@
 """The inbox (DESIGN §4): consume, apply each event once, commit offsets after the database.
 
 Each event's id is recorded in the same transaction as the handler's effect, so a redelivered
-event is a no-op. The Kafka offset is committed only after that transaction commits. An event that
-cannot be read, or whose handler keeps failing, goes to `baton.dlq` with the error, and the
-consumer carries on with the next one.
+event is a no-op. A partition's batch is applied in one transaction (one by one if any of it
+fails). The Kafka offset is committed only after that transaction commits. An event that cannot be
+read, or whose handler keeps failing, goes to `baton.dlq` with the error, and the consumer carries
+on with the next one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,15 +48,36 @@ class InboxRow(PlumbingBase):
 
 @dataclass(frozen=True, slots=True)
 class EventContext:
-    """What a handler gets besides the event: the transaction, and an outbox whose events
-    carry this event's journey and name it as their cause."""
+    """What a handler gets besides the event: the transaction, an outbox whose events carry
+    this event's journey and name it as their cause, and the service's settings."""
 
     session: AsyncSession
     outbox: Outbox
     envelope: Envelope
+    settings: ServiceSettings
 
 
 Handler = Callable[[EventContext, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    message: ConsumerRecord[bytes, bytes]
+    envelope: Envelope
+    handler: Handler
+    data: EventData
+
+
+@contextlib.contextmanager
+def _logging_context(envelope: Envelope) -> Iterator[None]:
+    """Log lines written while handling `envelope` carry its id and journey."""
+    event_token = logs.event_id.set(str(envelope.id))
+    correlation_token = logs.correlation_id.set(envelope.correlationid)
+    try:
+        yield
+    finally:
+        logs.event_id.reset(event_token)
+        logs.correlation_id.reset(correlation_token)
 
 
 async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
@@ -101,6 +123,19 @@ class InboxConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
         self.assigned = asyncio.Event()
+
+    def restarted(self, group_id: str) -> InboxConsumer:
+        """A new consumer like this one (stopped first) in the consumer group `group_id`."""
+        return InboxConsumer(
+            self._settings,
+            self._sessions,
+            self._topics,
+            self._handlers,
+            self._outbox,
+            self._metrics,
+            group_id=group_id,
+            retry_backoff_s=self._retry_backoff_s,
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"inbox-{self._settings.service}")
@@ -150,13 +185,16 @@ class InboxConsumer:
             if consumer.assignment():
                 self.assigned.set()
             for tp, messages in batch.items():
-                for message in messages:
-                    async with self._lock:
-                        if tp not in consumer.assignment():
-                            break  # revoked during this batch: the new owner takes the rest
-                        await self._handle(message)
-                        self._done[tp] = self._positions[tp] = message.offset + 1
+                async with self._lock:
+                    if tp not in consumer.assignment():
+                        continue  # revoked during this batch: the new owner takes the rest
+                    await self._handle_batch(messages)
+                    self._done[tp] = self._positions[tp] = messages[-1].offset + 1
             await self._commit(consumer)
+            for tp in consumer.assignment():
+                if tp not in batch:  # nothing new: the position is where the group left off
+                    with contextlib.suppress(IllegalStateError):
+                        self._positions[tp] = await consumer.position(tp)
             self._record_lag(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
@@ -171,6 +209,19 @@ class InboxConsumer:
             # A rebalance took the partitions; their next owner re-reads and the inbox dedupes.
             log.info("offset commit skipped after rebalance", extra={"error": str(exc)})
 
+    def lag(self) -> int | None:
+        """Events on the assigned partitions not handled yet; None before an assignment."""
+        consumer = self._consumer
+        if consumer is None or not consumer.assignment():
+            return None
+        total = 0
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                return None
+            total += max(end - self._positions.get(tp, 0), 0)
+        return total
+
     def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         if self._metrics is None:
             return
@@ -182,28 +233,56 @@ class InboxConsumer:
                     max(end - position, 0)
                 )
 
-    async def _handle(self, message: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a partition's batch in one transaction; if any event fails in it, apply them
+        one by one (so that only the failing one retries and, at last, goes to the DLQ)."""
+        ready = [parsed for m in messages if (parsed := await self._parse(m)) is not None]
+        if len(ready) > 1 and await self._apply_together(ready):
+            return
+        for parsed in ready:
+            with _logging_context(parsed.envelope):
+                await self._apply(parsed.message, parsed.envelope, parsed.handler, parsed.data)
+
+    async def _parse(self, message: ConsumerRecord[bytes, bytes]) -> _Parsed | None:
+        """The event to apply; None when it went to the DLQ or has no handler here."""
         try:
             envelope = parse_envelope(message.value or b"")
         except EventParseError as exc:
             await self._dead_letter(message, f"unparseable event: {exc}", "unparseable")
-            return
+            return None
         handler = self._handlers.get(envelope.type)
         if handler is None:
             self._count(envelope.type, "ignored")
-            return
+            return None
         try:
             data = decode(envelope)
         except EventParseError as exc:
             await self._dead_letter(message, f"invalid event data: {exc}", "unparseable")
-            return
-        event_token = logs.event_id.set(str(envelope.id))
-        correlation_token = logs.correlation_id.set(envelope.correlationid)
+            return None
+        return _Parsed(message, envelope, handler, data)
+
+    async def _apply_together(self, ready: list[_Parsed]) -> bool:
+        """All of `ready` in one transaction; False (and nothing applied) if any failed."""
+        outcomes = []
         try:
-            await self._apply(message, envelope, handler, data)
-        finally:
-            logs.event_id.reset(event_token)
-            logs.correlation_id.reset(correlation_token)
+            async with self._sessions() as session, session.begin():
+                for parsed in ready:
+                    envelope = parsed.envelope
+                    with _logging_context(envelope):
+                        if not await record_once(session, envelope):
+                            outcomes.append((envelope.type, "duplicate"))
+                            continue
+                        context = EventContext(
+                            session, self._outbox.caused_by(envelope), envelope, self._settings
+                        )
+                        await parsed.handler(context, parsed.data)
+                        outcomes.append((envelope.type, "handled"))
+        except Exception as exc:
+            log.info("batch failed; applying its events one by one", extra={"error": repr(exc)})
+            return False
+        for event_type, outcome in outcomes:
+            self._count(event_type, outcome)
+        return True
 
     async def _apply(
         self,
@@ -220,7 +299,7 @@ class InboxConsumer:
                         self._count(envelope.type, "duplicate")
                         return
                     outbox = self._outbox.caused_by(envelope)
-                    await handler(EventContext(session, outbox, envelope), data)
+                    await handler(EventContext(session, outbox, envelope, self._settings), data)
                 self._count(envelope.type, "handled")
                 return
             except Exception as exc:

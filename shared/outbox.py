@@ -57,6 +57,12 @@ class OutboxRow(PlumbingBase):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+def lane_lock_class(service: str) -> int:
+    """The first key of the PostgreSQL advisory locks of a service's lanes (the lane is the
+    second)."""
+    return zlib.crc32(f"outbox:{service}".encode()) & 0x7FFFFFFF
+
+
 def lane_of(key: str, lanes: int) -> int:
     """The lane of an aggregate: stable across processes (unlike `hash`)."""
     return zlib.crc32(key.encode()) % lanes
@@ -206,7 +212,7 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
-        self._lane_lock_class = zlib.crc32(f"outbox:{settings.service}".encode()) & 0x7FFFFFFF
+        self._lane_lock_class = lane_lock_class(settings.service)
         self.connected = False
         sessions.configure(info={**sessions.kw.get("info", {}), _NOTIFY: self.wake})
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -25,3 +26,5 @@ class Runtime:
     metrics: ServiceMetrics
     relay: OutboxRelay | None = None
     consumer: InboxConsumer | None = None
+    # Held by operations that must not overlap (e.g. a read model rebuild).
+    maintenance: asyncio.Lock = field(default_factory=asyncio.Lock)

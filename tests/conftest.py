@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from baton.broker import EmbeddedBroker
@@ -102,3 +103,35 @@ def database_url(
         return await databases.create()
 
     return make
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, for a consumer that reads every topic from the beginning
+    (the session's broker carries the other tests' events)."""
+    with EmbeddedBroker(log_file=tmp_path / "broker.log") as embedded:
+        yield embedded
+
+
+@pytest.fixture
+async def kpi(
+    own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The KPI service on its own broker (`client.bootstrap`) and a fresh database."""
+    from services.kpi.app import create_app
+    from shared.bus import ensure_topics
+    from shared.settings import BatonSettings
+    from tests.helpers import make_settings, serve
+
+    await ensure_topics(BatonSettings(kafka_bootstrap=own_broker.bootstrap), ALL_TOPICS)
+    settings = make_settings(
+        "kpi",
+        database_url=await database_url("kpi"),
+        bootstrap=own_broker.bootstrap,
+        data_dir=tmp_path,
+        consumer_group_suffix=f"-{uuid.uuid4().hex[:6]}",
+        gauges_interval_s=0.5,
+    )
+    async with serve(create_app(settings)) as client:
+        client.bootstrap = own_broker.bootstrap  # type: ignore[attr-defined]
+        yield client
