@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/ruff check shared services baton tests
 	$(BIN)/ruff format --check shared services baton tests
 	$(BIN)/mypy
+	scripts/ensure-browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -39,6 +40,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
 e2e: $(STAMP)
+	scripts/ensure-browser
 	$(BIN)/python -m pytest -q tests/e2e
 
 ## Regenerate docs/asyncapi.yaml and docs/schemas/ from the event models.

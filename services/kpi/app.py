@@ -6,7 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.kpi import dashboard, rebuild
 from services.kpi.api import router
+from services.kpi.gauges import publish_gauges
 from services.kpi.handlers import HANDLERS
 from services.kpi.models import Base
 from services.kpi.settings import Settings
@@ -21,9 +23,12 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(router,),
+    pages=(dashboard.router,),
     consumes=tuple(topic_of(s) for s in SERVICES if s != "kpi"),
     handlers=HANDLERS,
     publishes=False,
+    background=(publish_gauges,),
+    consumer_group=rebuild.consumer_group,
 )
 
 

@@ -1,0 +1,275 @@
+"""Use cases of the KPI API: KPIs per period, the funnel, SLA compliance per hand-off."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kpi import repository
+from services.kpi.facts import Rules
+from services.kpi.formulas import (
+    PeriodFacts,
+    department_kpis,
+    median,
+    ratio,
+)
+from services.kpi.periods import Granularity, Period, day_start, local_day, split
+
+BALANCE_METRICS = (
+    "deals_won",
+    "customers_churned",
+    "mrr_new",
+    "mrr_expansion",
+    "mrr_contraction",
+    "mrr_churned",
+)
+HOUR, DAY = 3600.0, 86400.0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Local days `[start, end)`, optionally one lead source and/or one campaign."""
+
+    start: date
+    end: date
+    source: str | None = None
+    campaign_id: str | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return self.source is not None or self.campaign_id is not None
+
+    def instants(self, rules: Rules) -> tuple[datetime, datetime]:
+        return day_start(self.start, rules.tz), day_start(self.end, rules.tz)
+
+
+class Samples:
+    """Durations by the local day they ended on, for medians and percentiles."""
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, list[tuple[date, float]]] = {}
+
+    def add(self, kind: str, day: date, value: float) -> None:
+        self._by_kind.setdefault(kind, []).append((day, max(value, 0.0)))
+
+    def within(self, kind: str, period: Period) -> list[float]:
+        values = sorted(self._by_kind.get(kind, []))
+        low = bisect.bisect_left(values, (period.start, float("-inf")))
+        high = bisect.bisect_left(values, (period.end, float("-inf")))
+        return [value for _, value in values[low:high]]
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds()
+
+
+async def _samples(session: AsyncSession, scope: Scope, rules: Rules) -> Samples:
+    start, end = scope.instants(rules)
+    samples = Samples()
+    tz, source, campaign = rules.tz, scope.source, scope.campaign_id
+    for lead in await repository.lead_milestones(session, "mql_at", start, end, source, campaign):
+        assert lead.mql_at is not None
+        day = local_day(lead.mql_at, tz)
+        if lead.first_touch_at is not None:
+            samples.add("response_hours", day, _seconds(lead.first_touch_at, lead.mql_at) / HOUR)
+        if lead.captured_at is not None:
+            samples.add("lead_to_mql", day, _seconds(lead.mql_at, lead.captured_at) / DAY)
+    for lead in await repository.lead_milestones(session, "sql_at", start, end, source, campaign):
+        assert lead.sql_at is not None
+        if lead.mql_at is not None:
+            day = local_day(lead.sql_at, tz)
+            samples.add("mql_to_sql", day, _seconds(lead.sql_at, lead.mql_at) / DAY)
+    for lead in await repository.lead_milestones(session, "won_at", start, end, source, campaign):
+        assert lead.won_at is not None
+        if lead.sql_at is not None:
+            day = local_day(lead.won_at, tz)
+            samples.add("sql_to_won", day, _seconds(lead.won_at, lead.sql_at) / DAY)
+    for deal in await repository.deals_won(session, start, end, source, campaign):
+        assert deal.won_at is not None
+        if deal.created_at is not None:
+            day = local_day(deal.won_at, tz)
+            samples.add("sales_cycle_days", day, _seconds(deal.won_at, deal.created_at) / DAY)
+    return samples
+
+
+def _period_facts(
+    period: Period, totals: Counter[str], opening: Counter[str], samples: Samples, filtered: bool
+) -> PeriodFacts:
+    return PeriodFacts(
+        days=period.days,
+        totals=totals,
+        opening=opening,
+        response_hours=samples.within("response_hours", period),
+        sales_cycle_days=samples.within("sales_cycle_days", period),
+        velocity_days={
+            stage: samples.within(stage, period)
+            for stage in ("lead_to_mql", "mql_to_sql", "sql_to_won")
+        },
+        filtered=filtered,
+    )
+
+
+def _kpis_of(departments: Sequence[str], facts: PeriodFacts) -> dict[str, Any]:
+    return {department: department_kpis(department, facts) for department in departments}
+
+
+async def kpis(
+    session: AsyncSession,
+    rules: Rules,
+    scope: Scope,
+    granularity: Granularity,
+    departments: Sequence[str],
+) -> dict[str, Any]:
+    """The KPIs of `departments` per period of `granularity`, and over the whole range."""
+    periods = split(scope.start, scope.end, granularity)
+    days = await repository.daily_totals(
+        session, scope.start, scope.end, scope.source, scope.campaign_id
+    )
+    opening = await repository.totals_before(session, scope.start, BALANCE_METRICS)
+    samples = await _samples(session, scope, rules)
+    running, all_totals = Counter(opening), Counter[str]()
+    rows = []
+    for period in periods:
+        totals = Counter[str]()
+        for day, values in days.items():
+            if period.start <= day < period.end:
+                totals.update(values)
+        facts = _period_facts(period, totals, Counter(running), samples, scope.filtered)
+        rows.append(_period_row(period, _kpis_of(departments, facts)))
+        running.update({metric: totals[metric] for metric in BALANCE_METRICS})
+        all_totals.update(totals)
+    whole = Period(scope.start, scope.end, "total")
+    total_facts = _period_facts(whole, all_totals, opening, samples, scope.filtered)
+    return {
+        "periods": rows,
+        "total": _period_row(whole, _kpis_of(departments, total_facts)),
+        "unconverted_amounts": all_totals.get("unconverted_amounts", 0),
+    }
+
+
+def _period_row(period: Period, values: dict[str, Any]) -> dict[str, Any]:
+    return {"label": period.label, "start": period.start, "end": period.end, "kpis": values}
+
+
+async def funnel(session: AsyncSession, rules: Rules, scope: Scope) -> list[dict[str, Any]]:
+    """The leads captured in the range, stage by stage: lead -> MQL -> SQL -> won -> retained."""
+    start, end = scope.instants(rules)
+    leads = await repository.lead_milestones(
+        session, "captured_at", start, end, scope.source, scope.campaign_id
+    )
+    reached: dict[str, list[float | None]] = {s: [] for s in STAGES}
+    for lead in leads:
+        steps = (
+            ("lead", lead.captured_at, None),
+            ("mql", lead.mql_at, lead.captured_at),
+            ("sql", lead.sql_at, lead.mql_at),
+            ("won", lead.won_at, lead.sql_at),
+            ("retained", lead.won_at if lead.churned_at is None else None, None),
+        )
+        for stage, at, previous in steps:
+            if at is None:
+                break
+            if stage == "retained":
+                renewed = lead.renewed_at
+                reached[stage].append(_seconds(renewed, at) / DAY if renewed else None)
+            else:
+                reached[stage].append(_seconds(at, previous) / DAY if previous else None)
+    out, before = [], None
+    for stage in STAGES:
+        durations = [d for d in reached[stage] if d is not None]
+        count = len(reached[stage])
+        out.append(
+            {
+                "stage": stage,
+                "count": count,
+                "conversion_from_previous": None if before is None else ratio(count, before),
+                "median_days_from_previous": median([max(d, 0.0) for d in durations]),
+            }
+        )
+        before = count
+    return out
+
+
+STAGES = ("lead", "mql", "sql", "won", "retained")
+HANDOFFS = ("mql", "sql", "deal", "churn_risk")
+REJECTIONS = {
+    "mql": ("recycled", "disqualified"),
+    "sql": ("lost",),
+    "deal": ("churned",),
+    "churn_risk": ("churn_risk",),
+}
+
+
+async def sla_compliance(
+    session: AsyncSession, rules: Rules, scope: Scope, now: datetime
+) -> list[dict[str, Any]]:
+    """Per hand-off in the range: passed, accepted within the SLA, breached, still open, and
+    what was turned back, with reasons."""
+    start, end = scope.instants(rules)
+    totals = Counter[str]()
+    for values in (
+        await repository.daily_totals(session, scope.start, scope.end, None, None)
+    ).values():
+        totals.update(values)
+    reasons = await repository.reasons(
+        session, [k for ks in REJECTIONS.values() for k in ks], start, end
+    )
+    deal_in_sla = deal_breached = 0
+    for deal in await repository.deals_won(session, start, end, None, None):
+        assert deal.won_at is not None
+        due = deal.won_at + rules.onboarding_sla
+        if deal.onboarded_at is not None and deal.onboarded_at <= due:
+            deal_in_sla += 1
+        elif deal.onboarded_at is not None or now > due:
+            deal_breached += 1
+    risks = await repository.lead_milestones(session, "churn_risk_at", start, end, None, None)
+    counts = {
+        "mql": (totals["mqls"], totals["mqls_in_sla"], totals["mqls_breached"]),
+        "sql": (totals["sqls"], totals["sqls_accepted_in_sla"], totals["sqls_neglected"]),
+        "deal": (totals["deals_won"], deal_in_sla, deal_breached),
+    }
+    out = []
+    for handoff in HANDOFFS:
+        rejected = {
+            kind: {
+                "total": sum(reasons[kind].values()),
+                "reasons": [{"reason": r, "count": c} for r, c in reasons[kind].most_common(20)],
+            }
+            for kind in REJECTIONS[handoff]
+        }
+        if handoff == "churn_risk":
+            churned = sum(1 for lead in risks if lead.churned_at is not None)
+            row = {
+                "handoff": handoff,
+                "passed": totals["churn_risks"],
+                "accepted_in_sla": None,
+                "breached": None,
+                "open": None,
+                "compliance_rate": None,
+                "churned_after_risk": churned,
+                "mrr_at_risk": totals["mrr_at_risk"],
+            }
+        else:
+            passed, in_sla, breached = counts[handoff]
+            row = {
+                "handoff": handoff,
+                "passed": passed,
+                "accepted_in_sla": in_sla,
+                "breached": breached,
+                "open": passed - in_sla - breached,
+                "compliance_rate": ratio(in_sla, passed),
+            }
+        out.append({**row, "rejected": rejected})
+    return out
+
+
+def last_complete_week(now: datetime, rules: Rules) -> date:
+    """Monday of the last full ISO week before `now`, in the reporting time zone."""
+    today = local_day(now, rules.tz)
+    return today - timedelta(days=today.weekday() + 7)
