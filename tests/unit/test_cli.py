@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import jwt
@@ -55,3 +56,29 @@ def test_replay_without_a_broker_says_so(data_dir: Path, monkeypatch: pytest.Mon
     result = runner.invoke(app, ["replay", "marketing"])
     assert result.exit_code == 1
     assert "no broker answers at 127.0.0.1:1" in result.output
+
+
+def test_an_invalid_setting_is_one_line_not_a_traceback(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_KAFKA_PARTITIONS", "many")
+    result = runner.invoke(app, ["topics"])
+    assert result.exit_code == 1
+    assert "invalid BATON_* setting: kafka_partitions" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_up_refuses_an_unknown_service(data_dir: Path) -> None:
+    result = runner.invoke(app, ["up", "--services", "marketing,sales"])
+    assert result.exit_code == 2
+    assert "unknown service 'sales'" in result.output
+
+
+def test_up_refuses_a_port_in_use(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("BATON_KPI_PORT", str(taken.getsockname()[1]))
+        result = runner.invoke(app, ["up", "--services", "kpi"])
+    assert result.exit_code == 1
+    assert "port already in use: kpi" in result.output
