@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from shared.auth import TokenVerifier
 from shared.bus import broker_reachable
@@ -26,6 +26,7 @@ from shared.inbox import Handler, InboxConsumer
 from shared.metrics import ServiceMetrics
 from shared.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from shared.migrations import upgrade
+from shared.openapi import install_problem_documentation
 from shared.outbox import Outbox, OutboxRelay
 from shared.problems import install_problem_handlers, problem_response
 from shared.runtime import Runtime
@@ -94,6 +95,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
     )
     app.state.runtime = None
     install_problem_handlers(app)
+    install_problem_documentation(app)
     for router in spec.routers:
         if router.prefix != "/v1":
             raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
@@ -175,7 +177,12 @@ def _add_operational_routes(app: FastAPI, spec: ServiceSpec, metrics: ServiceMet
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database and broker",
+        responses={503: {"description": "a dependency is down, or the service is starting"}},
+    )
     async def readyz(request: Request) -> Response:
         runtime: Runtime | None = request.app.state.runtime
         if runtime is None:
@@ -192,6 +199,12 @@ def _add_operational_routes(app: FastAPI, spec: ServiceSpec, metrics: ServiceMet
             return problem_response(503, "a dependency is not available", checks=checks)
         return JSONResponse({"status": "ready", "service": spec.name, "checks": checks})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

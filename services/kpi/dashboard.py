@@ -32,7 +32,15 @@ async def dashboard() -> Response:
     return HTMLResponse(render_dashboard(), headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/dashboard/assets/{name}", summary="Dashboard scripts and styles")
+@router.get(
+    "/dashboard/assets/{name}",
+    summary="Dashboard scripts and styles",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {media: {} for media in MEDIA_TYPES.values()}},
+        404: {"description": "no such asset"},
+    },
+)
 async def asset(name: str) -> Response:
     path = ASSETS.get(name)
     if path is None:

@@ -125,7 +125,23 @@ async def add_activity(
     return await service.record_activity(session, outbox, str(lead_id), body)
 
 
-@router.post("/leads/import", dependencies=[WRITE])
+IMPORT_FILE = {"type": "string", "format": "binary"}
+
+
+@router.post(
+    "/leads/import",
+    dependencies=[WRITE],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": IMPORT_FILE},
+                "application/x-ndjson": {"schema": IMPORT_FILE},
+            },
+        }
+    },
+    responses={415: {"description": "the body is neither CSV nor JSON lines"}},
+)
 async def import_leads(request: Request, runtime: RuntimeDep) -> ImportResult:
     """Bulk import from CSV (with a header) or JSON lines, up to 100,000 rows.
 
