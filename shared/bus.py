@@ -67,6 +67,7 @@ def create_consumer(
             settings.kafka_heartbeat_interval_ms, settings.kafka_session_timeout_ms // 3
         ),
         "max_poll_interval_ms": 300_000,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "isolation_level": "read_uncommitted",
         **overrides,
     }
