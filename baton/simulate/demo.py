@@ -14,7 +14,7 @@ from baton.simulate.run import local_urls, simulate, tokens_for
 from baton.simulate.scenarios import THE_MODEL
 
 MARKER = "demo-loaded"
-DEMO_LEADS = 600
+DEMO_LEADS = 2000
 DEMO_MONTHS = 6
 DEMO_SEED = 1
 
