@@ -165,6 +165,58 @@ async def test_two_relays_on_one_postgres_database(
     await engine.dispose()
 
 
+async def test_a_relay_claims_half_of_the_lanes_with_pending_rows(
+    postgres: Any, tmp_path: Path
+) -> None:
+    """A pass locks only lanes that have pending rows (an idle lane would waste it), and no more
+    than half of the lanes, so that another replica finds the rest free."""
+    url = await postgres.create()
+    settings = make_settings(
+        "marketing", database_url=url, bootstrap="127.0.0.1:9", data_dir=tmp_path, outbox_lanes=8
+    )
+    engine = create_engine(url)
+    await upgrade(engine, "marketing", MARKETING.migrations)
+    sessions = session_factory(engine)
+    relay = OutboxRelay(settings, sessions)
+    now = datetime.now(UTC)
+
+    async def add_rows(lanes: set[int]) -> None:
+        async with sessions() as session, session.begin():
+            for lane in lanes:
+                session.add(
+                    OutboxRow(
+                        event_id=str(uuid.uuid4()),
+                        event_type="baton.Test.v1",
+                        topic="test.lanes",
+                        key=str(lane),
+                        lane=lane,
+                        payload="{}",
+                        occurred_at=now,
+                        created_at=now,
+                    )
+                )
+
+    async def claim() -> tuple[list[int], int]:
+        async with sessions() as session, session.begin():
+            lanes = await relay._claim_lanes(session)
+            held = await session.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"),
+                {"c": lane_lock_class("marketing")},
+            )
+            return lanes, int(held or 0)
+
+    try:
+        assert await claim() == ([], 0)
+        await add_rows({1, 6})
+        lanes, held = await claim()
+        assert sorted(lanes) == [1, 6] and held == 2
+        await add_rows(set(range(8)))
+        lanes, held = await claim()
+        assert len(set(lanes)) == 4 and held == 4
+    finally:
+        await engine.dispose()
+
+
 async def pending_count(engine: Any) -> int:
     async with engine.connect() as connection:
         pending = select(func.count()).where(OutboxRow.published_at.is_(None))
