@@ -103,7 +103,7 @@ class ServiceSettings(BatonSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
-    outbox_batch_size: int = Field(500, ge=1, le=10_000)
+    outbox_batch_size: int = Field(500, ge=1, le=10_000)  # rows per lane and relay pass
     outbox_poll_interval_s: float = Field(1.0, gt=0, le=60)
     outbox_lanes: int = Field(8, ge=1, le=256)
     consumer_max_attempts: int = Field(3, ge=1, le=20)
