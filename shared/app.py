@@ -22,7 +22,7 @@ from shared.bus import broker_reachable
 from shared.db import create_engine, session_factory
 from shared.http import authenticated
 from shared.idempotency import IdempotencyMiddleware, sweep_expired
-from shared.inbox import Handler, InboxConsumer
+from shared.inbox import Handler, InboxConsumer, TransactionWorkFactory
 from shared.metrics import ServiceMetrics
 from shared.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from shared.migrations import upgrade
@@ -50,6 +50,8 @@ class ServiceSpec:
     pages: Sequence[APIRouter] = ()
     consumes: tuple[str, ...] = ()
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    # Work the handlers share in each inbox transaction, done once for all its events.
+    transaction_work: TransactionWorkFactory | None = None
     publishes: bool = True
     body_limits: Mapping[str, int] = field(default_factory=dict)
     # Loops the service runs besides its relay and consumer (e.g. SLA sweeps), until shutdown.
@@ -140,6 +142,7 @@ async def run_service(
             spec.handlers,
             runtime.outbox,
             metrics,
+            work=spec.transaction_work,
             group_id=group_id,
         )
         runtime.consumer.start()

@@ -4,7 +4,8 @@ Each event's id is recorded in the same transaction as the handler's effect, so 
 event is a no-op. A partition's batch is applied in one transaction (one by one if any of it
 fails). The Kafka offset is committed only after that transaction commits. An event that cannot be
 read, or whose handler keeps failing, goes to `baton.dlq` with the error, and the consumer carries
-on with the next one.
+on with the next one. A service may do some of its work once per transaction rather than once per
+event (`TransactionWork`: load what the events touch, write what they accumulated).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy import String
+from sqlalchemy import String, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,15 +48,31 @@ class InboxRow(PlumbingBase):
     handled_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TransactionWork(Protocol):
+    """A service's work done once per inbox transaction instead of once per event: `prepare`
+    before the transaction's new events are handled (e.g. load the rows they touch), `finish`
+    after them, before the commit (e.g. write what they accumulated)."""
+
+    async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+# Builds a transaction's work on its session; handlers reach it as `EventContext.work`.
+TransactionWorkFactory = Callable[[AsyncSession, ServiceSettings], TransactionWork]
+
+
 @dataclass(frozen=True, slots=True)
 class EventContext:
     """What a handler gets besides the event: the transaction, an outbox whose events carry
-    this event's journey and name it as their cause, and the service's settings."""
+    this event's journey and name it as their cause, the service's settings, and the
+    transaction's work if the service has one."""
 
     session: AsyncSession
     outbox: Outbox
     envelope: Envelope
     settings: ServiceSettings
+    work: TransactionWork | None = None
 
 
 Handler = Callable[[EventContext, Any], Awaitable[None]]
@@ -92,6 +110,35 @@ async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
     return await insert_if_absent(session, InboxRow, values)
 
 
+async def record_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> list[bool]:
+    """Record a batch's events as handled, with one query and one insert; per event, False if
+    it already was or is repeated earlier in the batch. A row inserted meanwhile by another
+    transaction makes the insert fail (the unique key), not the event apply twice."""
+    ids = [str(envelope.id) for envelope in envelopes]
+    query = select(InboxRow.event_id).where(InboxRow.event_id.in_(list(set(ids))))
+    seen = set((await session.scalars(query)).all())
+    handled_at = datetime.now(UTC)
+    new, rows = [], []
+    for envelope, event_id in zip(envelopes, ids, strict=True):
+        first = event_id not in seen
+        new.append(first)
+        if first:
+            seen.add(event_id)
+            rows.append(
+                {
+                    "event_id": event_id,
+                    "event_type": envelope.type,
+                    "source": envelope.source,
+                    "occurred_at": envelope.time,
+                    "handled_at": handled_at,
+                }
+            )
+    if rows:
+        # Into the table (Core), not the entity: the ORM's bulk insert costs more than the insert.
+        await session.execute(insert(cast(Table, InboxRow.__table__)), rows)
+    return new
+
+
 class InboxConsumer:
     """Consumes `topics` in the service's group and dispatches by event type to `handlers`."""
 
@@ -104,10 +151,12 @@ class InboxConsumer:
         outbox: Outbox,
         metrics: ServiceMetrics | None = None,
         *,
+        work: TransactionWorkFactory | None = None,
         group_id: str | None = None,
         retry_backoff_s: float = 0.2,
     ) -> None:
         self._settings = settings
+        self._work = work
         self._sessions = sessions
         self._topics = topics
         self._handlers = dict(handlers)
@@ -133,6 +182,7 @@ class InboxConsumer:
             self._handlers,
             self._outbox,
             self._metrics,
+            work=self._work,
             group_id=group_id,
             retry_backoff_s=self._retry_backoff_s,
         )
@@ -263,25 +313,29 @@ class InboxConsumer:
 
     async def _apply_together(self, ready: list[_Parsed]) -> bool:
         """All of `ready` in one transaction; False (and nothing applied) if any failed."""
-        outcomes = []
+        outcomes: Counter[tuple[str, str]] = Counter()
         try:
             async with self._sessions() as session, session.begin():
-                for parsed in ready:
+                recorded = await record_new(session, [parsed.envelope for parsed in ready])
+                fresh = []
+                for parsed, new in zip(ready, recorded, strict=True):
+                    if new:
+                        fresh.append(parsed)
+                    else:
+                        outcomes[parsed.envelope.type, "duplicate"] += 1
+                work = await self._prepare(session, [(p.envelope, p.data) for p in fresh])
+                for parsed in fresh:
                     envelope = parsed.envelope
                     with _logging_context(envelope):
-                        if not await record_once(session, envelope):
-                            outcomes.append((envelope.type, "duplicate"))
-                            continue
-                        context = EventContext(
-                            session, self._outbox.caused_by(envelope), envelope, self._settings
-                        )
-                        await parsed.handler(context, parsed.data)
-                        outcomes.append((envelope.type, "handled"))
+                        await parsed.handler(self._context(session, envelope, work), parsed.data)
+                    outcomes[envelope.type, "handled"] += 1
+                if work is not None:
+                    await work.finish()
         except Exception as exc:
             log.info("batch failed; applying its events one by one", extra={"error": repr(exc)})
             return False
-        for event_type, outcome in outcomes:
-            self._count(event_type, outcome)
+        for (event_type, outcome), count in outcomes.items():
+            self._count(event_type, outcome, count)
         return True
 
     async def _apply(
@@ -298,8 +352,10 @@ class InboxConsumer:
                     if not await record_once(session, envelope):
                         self._count(envelope.type, "duplicate")
                         return
-                    outbox = self._outbox.caused_by(envelope)
-                    await handler(EventContext(session, outbox, envelope, self._settings), data)
+                    work = await self._prepare(session, [(envelope, data)])
+                    await handler(self._context(session, envelope, work), data)
+                    if work is not None:
+                        await work.finish()
                 self._count(envelope.type, "handled")
                 return
             except Exception as exc:
@@ -315,9 +371,25 @@ class InboxConsumer:
                 )
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
 
-    def _count(self, event_type: str, outcome: str) -> None:
+    async def _prepare(
+        self, session: AsyncSession, events: list[tuple[Envelope, EventData]]
+    ) -> TransactionWork | None:
+        """The transaction's work, prepared for `events` (None if the service has none)."""
+        if self._work is None:
+            return None
+        work = self._work(session, self._settings)
+        await work.prepare(events)
+        return work
+
+    def _context(
+        self, session: AsyncSession, envelope: Envelope, work: TransactionWork | None
+    ) -> EventContext:
+        outbox = self._outbox.caused_by(envelope)
+        return EventContext(session, outbox, envelope, self._settings, work)
+
+    def _count(self, event_type: str, outcome: str, count: int = 1) -> None:
         if self._metrics is not None:
-            self._metrics.events_handled(type=event_type, outcome=outcome).inc()
+            self._metrics.events_handled(type=event_type, outcome=outcome).inc(count)
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: str, kind: str

@@ -1,11 +1,12 @@
-"""The inbox on a real broker: duplicates, poison messages, replicas of one consumer group."""
+"""The inbox on a real broker: duplicates, poison messages, replicas of one consumer group, a
+batch in one transaction with the service's transaction work."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,21 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baton.broker import EmbeddedBroker
 from services.inside_sales.app import create_app as create_inside_sales
 from services.inside_sales.models import QueueItem
-from shared.db import create_engine
-from shared.events import CONTENT_TYPE, Envelope, LeadQualified, new_event
-from shared.inbox import InboxRow
+from shared.bus import ensure_topics
+from shared.db import PlumbingBase, create_engine, session_factory
+from shared.events import CONTENT_TYPE, Envelope, EventData, LeadQualified, new_event
+from shared.inbox import EventContext, InboxConsumer, InboxRow
+from shared.metrics import ServiceMetrics
+from shared.outbox import Outbox
 from shared.runtime import Runtime
-from shared.settings import DLQ_TOPIC, ServiceSettings
+from shared.settings import ALL_TOPICS, DLQ_TOPIC, BatonSettings, ServiceSettings
 from tests.helpers import eventually, make_settings
 
 
@@ -213,3 +219,105 @@ async def _replicas(apps: list[FastAPI]) -> AsyncIterator[list[Runtime]]:
         for app in apps:
             runtimes.append(await stack.enter_async_context(running(app)))
         yield runtimes
+
+
+class _TestBase(DeclarativeBase):
+    pass
+
+
+class Applied(_TestBase):
+    """A lead that the test's handler applied (one row per application)."""
+
+    __tablename__ = "applied"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(36))
+
+
+class AppliedLeads:
+    """Transaction work: the handled leads, written at the end of their transaction."""
+
+    def __init__(self, session: AsyncSession, prepared: list[list[str]]) -> None:
+        self.session = session
+        self.prepared = prepared
+        self.leads: list[str] = []
+
+    async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None:
+        self.prepared.append([str(envelope.data["lead_id"]) for envelope, _ in events])
+
+    async def finish(self) -> None:
+        self.session.add_all(Applied(lead_id=lead) for lead in self.leads)
+
+
+async def apply_unless_poison(ctx: EventContext, event: LeadQualified) -> None:
+    if event.name == "Poison":
+        raise RuntimeError("a handler that always fails on this event")
+    assert isinstance(ctx.work, AppliedLeads)
+    ctx.work.leads.append(str(event.lead_id))
+
+
+async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_poison(
+    own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> None:
+    await ensure_topics(BatonSettings(kafka_bootstrap=own_broker.bootstrap), ALL_TOPICS)
+    settings = make_settings(
+        "inside_sales",
+        database_url=await database_url("inside_sales"),
+        bootstrap=own_broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    engine = create_engine(settings.db_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(PlumbingBase.metadata.create_all)
+        await connection.run_sync(_TestBase.metadata.create_all)
+    first, second, third, fourth, fifth = (mql() for _ in range(5))
+    poison = mql().model_copy(update={"data": {**mql().data, "name": "Poison"}})
+    # Each partition's events are there before the consumer starts: one batch each.
+    backlog = {0: [first, second, first, third], 1: [fourth, poison, fifth]}
+    async with producer(own_broker.bootstrap) as plain:
+        for partition, events in backlog.items():
+            for event in events:
+                await plain.send_and_wait(
+                    "baton.marketing", event.to_json(), key=b"k", partition=partition
+                )
+    prepared: list[list[str]] = []
+    metrics = ServiceMetrics("inside_sales")
+    consumer = InboxConsumer(
+        settings,
+        session_factory(engine),
+        ("baton.marketing",),
+        {LeadQualified.event_type(): apply_unless_poison},
+        Outbox(settings.topic, settings.outbox_lanes),
+        metrics,
+        work=lambda session, _: AppliedLeads(session, prepared),
+        retry_backoff_s=0.01,
+    )
+    dlq = AIOKafkaConsumer(
+        DLQ_TOPIC, bootstrap_servers=own_broker.bootstrap, auto_offset_reset="earliest"
+    )
+    await dlq.start()
+    consumer.start()
+    try:
+        dead = await _read_dlq(dlq, {str(poison.id)})
+        applied_query = select(func.count()).select_from(Applied)
+        await eventually(lambda: _equals(settings, applied_query, 5))
+    finally:
+        await consumer.stop()
+        await dlq.stop()
+    try:
+        async with engine.connect() as connection:
+            applied = (await connection.scalars(select(Applied.lead_id))).all()
+            inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
+    finally:
+        await engine.dispose()
+    good = [first, second, third, fourth, fifth]
+    assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in good)
+    assert inbox == {str(e.id) for e in good}
+    assert [str(e.data["lead_id"]) for e in (first, second, third)] in prepared
+    assert [str(e.data["lead_id"]) for e in (fourth, poison, fifth)] in prepared  # rolled back
+    assert [str(fourth.data["lead_id"])] in prepared and [str(fifth.data["lead_id"])] in prepared
+    assert dead[0]["kind"] == "failed"
+    duplicates = metrics.registry.get_sample_value(
+        "baton_events_handled_total", {"type": "baton.LeadQualified.v1", "outcome": "duplicate"}
+    )
+    assert duplicates == 1
