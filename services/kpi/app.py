@@ -10,6 +10,7 @@ from services.kpi import dashboard, rebuild
 from services.kpi.api import router
 from services.kpi.gauges import publish_gauges
 from services.kpi.handlers import HANDLERS
+from services.kpi.ingest import read_model
 from services.kpi.models import Base
 from services.kpi.settings import Settings
 from shared.app import ServiceSpec, create_service_app
@@ -26,6 +27,7 @@ SPEC = ServiceSpec(
     pages=(dashboard.router,),
     consumes=tuple(topic_of(s) for s in SERVICES if s != "kpi"),
     handlers=HANDLERS,
+    transaction_work=read_model,
     publishes=False,
     background=(publish_gauges,),
     consumer_group=rebuild.consumer_group,

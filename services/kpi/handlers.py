@@ -6,16 +6,14 @@ Success events name the journey's lead in their envelope (`correlationid`), not 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from services.kpi.facts import earliest, mrr_change, nps_contributions, spread
-from services.kpi.ingest import ReadModel
+from services.kpi.ingest import ReadModel, journey_lead
 from services.kpi.models import LeadFact, OpportunityFact
 from services.kpi.periods import local_day
-from services.kpi.settings import Settings
 from shared.events import (
     CampaignCostRecorded,
     ChurnRisk,
@@ -43,14 +41,6 @@ from shared.inbox import EventContext, Handler
 
 E = TypeVar("E", bound=EventData)
 KpiHandler = Callable[[ReadModel, EventContext, Any], Awaitable[None]]
-
-
-def _lead_of(ctx: EventContext) -> str | None:
-    """The journey's lead id from the envelope, if it is one."""
-    try:
-        return str(uuid.UUID(ctx.envelope.correlationid))
-    except ValueError:
-        return None
 
 
 def _with_money(counts: dict[str, int], metric: str, amount: int | None) -> dict[str, int]:
@@ -110,11 +100,11 @@ async def response_breached(
 
 
 async def lead_recycled(model: ReadModel, ctx: EventContext, e: LeadRecycled) -> None:
-    await model.reason(str(ctx.envelope.id), "recycled", e.reason, ctx.envelope.time)
+    model.reason(str(ctx.envelope.id), "recycled", e.reason, ctx.envelope.time)
 
 
 async def lead_disqualified(model: ReadModel, ctx: EventContext, e: LeadDisqualified) -> None:
-    await model.reason(str(ctx.envelope.id), "disqualified", e.reason, ctx.envelope.time)
+    model.reason(str(ctx.envelope.id), "disqualified", e.reason, ctx.envelope.time)
 
 
 async def opportunity_created(model: ReadModel, ctx: EventContext, e: OpportunityCreated) -> None:
@@ -139,7 +129,7 @@ async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
     at = ctx.envelope.time
     amount, mrr = model.rules.convert(e.amount, e.currency), model.rules.convert(e.mrr, e.currency)
     if amount is None or mrr is None:
-        await model.count(at, {"unconverted_amounts": 1})
+        model.count(at, {"unconverted_amounts": 1})
 
     def won(opportunity: OpportunityFact) -> None:
         if opportunity.won_at is None or at < opportunity.won_at:
@@ -152,7 +142,7 @@ async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
 async def deal_lost(model: ReadModel, ctx: EventContext, e: DealLost) -> None:
     at = ctx.envelope.time
     await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), first("lost_at", at))
-    await model.reason(str(ctx.envelope.id), "lost", e.reason, at)
+    model.reason(str(ctx.envelope.id), "lost", e.reason, at)
 
 
 async def customer_onboarded(model: ReadModel, ctx: EventContext, e: CustomerOnboarded) -> None:
@@ -163,61 +153,60 @@ async def customer_onboarded(model: ReadModel, ctx: EventContext, e: CustomerOnb
 async def churn_risk(model: ReadModel, ctx: EventContext, e: ChurnRisk) -> None:
     at = ctx.envelope.time
     at_risk = model.rules.convert(e.mrr_at_risk, e.currency)
-    await model.count(at, _with_money({"churn_risks": 1}, "mrr_at_risk", at_risk))
+    model.count(at, _with_money({"churn_risks": 1}, "mrr_at_risk", at_risk))
     for position, reason in enumerate(dict.fromkeys(e.reasons)):
-        await model.reason(str(ctx.envelope.id), "churn_risk", reason, at, position)
+        model.reason(str(ctx.envelope.id), "churn_risk", reason, at, position)
 
     await model.change_lead(str(e.lead_id), first("churn_risk_at", at))
 
 
 async def nps_recorded(model: ReadModel, ctx: EventContext, e: NpsRecorded) -> None:
-    await model.add(nps_contributions(e.score, local_day(ctx.envelope.time, model.rules.tz)))
+    model.add(nps_contributions(e.score, local_day(ctx.envelope.time, model.rules.tz)))
 
 
 async def upsell_won(model: ReadModel, ctx: EventContext, e: UpsellWon) -> None:
     delta = model.rules.convert(e.mrr_delta, e.currency)
-    await model.count(ctx.envelope.time, _with_money({"upsells": 1}, "mrr_expansion", delta))
+    model.count(ctx.envelope.time, _with_money({"upsells": 1}, "mrr_expansion", delta))
 
 
 async def contract_renewed(model: ReadModel, ctx: EventContext, e: ContractRenewed) -> None:
     at = ctx.envelope.time
-    await model.count(at, {"renewals": 1})
+    model.count(at, {"renewals": 1})
     if e.previous_mrr is not None:
         delta = model.rules.convert(e.mrr - e.previous_mrr, e.currency)
         day = local_day(at, model.rules.tz)
         if delta is None:
-            await model.count(at, {"unconverted_amounts": 1})
+            model.count(at, {"unconverted_amounts": 1})
         else:
-            await model.add(mrr_change("mrr_expansion", "mrr_contraction", delta, day))
-    if (lead_id := _lead_of(ctx)) is not None:
+            model.add(mrr_change("mrr_expansion", "mrr_contraction", delta, day))
+    if (lead_id := journey_lead(ctx.envelope)) is not None:
         await model.change_lead(lead_id, first("renewed_at", at))
 
 
 async def customer_churned(model: ReadModel, ctx: EventContext, e: CustomerChurned) -> None:
     at = ctx.envelope.time
     lost = model.rules.convert(e.mrr_lost, e.currency)
-    await model.count(at, _with_money({"customers_churned": 1}, "mrr_churned", lost))
-    await model.reason(str(ctx.envelope.id), "churned", e.reason, at)
-    if (lead_id := _lead_of(ctx)) is not None:
+    model.count(at, _with_money({"customers_churned": 1}, "mrr_churned", lost))
+    model.reason(str(ctx.envelope.id), "churned", e.reason, at)
+    if (lead_id := journey_lead(ctx.envelope)) is not None:
         await model.change_lead(lead_id, first("churned_at", at))
 
 
 async def campaign_cost(model: ReadModel, ctx: EventContext, e: CampaignCostRecorded) -> None:
     amount = model.rules.convert(e.amount, e.currency)
     if amount is None:
-        await model.count(ctx.envelope.time, {"unconverted_amounts": 1})
+        model.count(ctx.envelope.time, {"unconverted_amounts": 1})
         return
     for day, share in spread(amount, e.period_start, e.period_end):
         at = datetime.combine(day, datetime.min.time(), model.rules.tz)
-        await model.count(
-            at, {"marketing_cost": share}, source=e.channel, campaign_id=str(e.campaign_id)
-        )
+        model.count(at, {"marketing_cost": share}, source=e.channel, campaign_id=str(e.campaign_id))
 
 
 def _bind(handler: KpiHandler) -> Handler:
     async def handle(ctx: EventContext, event: Any) -> None:
-        settings = cast(Settings, ctx.settings)
-        await handler(ReadModel(ctx.session, settings.rules()), ctx, event)
+        if not isinstance(ctx.work, ReadModel):
+            raise RuntimeError("KPI handlers need the read model as the inbox's transaction work")
+        await handler(ctx.work, ctx, event)
 
     return handle
 

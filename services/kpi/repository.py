@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import BigInteger, Select, delete, extract, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,6 @@ from services.kpi.models import (
     ReadModelState,
     ReasonFact,
 )
-from shared.db import insert_if_absent
 from shared.inbox import InboxRow
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -32,44 +31,52 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-async def lead(session: AsyncSession, lead_id: str) -> LeadFact:
-    """The lead's facts, a new row if it is not known yet."""
-    row = await session.get(LeadFact, lead_id)
-    if row is None:
-        row = LeadFact(lead_id=lead_id, source="", campaign_id="", downloads={})
-        session.add(row)
-    return row
-
-
-async def opportunity(session: AsyncSession, opportunity_id: str, lead_id: str) -> OpportunityFact:
-    row = await session.get(OpportunityFact, opportunity_id)
-    if row is None:
-        known = await session.get(LeadFact, lead_id)
-        row = OpportunityFact(
-            opportunity_id=opportunity_id,
-            lead_id=lead_id,
-            source=known.source if known else "",
-            campaign_id=known.campaign_id if known else "",
-        )
-        session.add(row)
-    return row
-
-
-async def opportunities_of(session: AsyncSession, lead_id: str) -> Sequence[OpportunityFact]:
-    query = select(OpportunityFact).where(OpportunityFact.lead_id == lead_id)
+async def leads(session: AsyncSession, lead_ids: Collection[str]) -> Sequence[LeadFact]:
+    """The facts of those of `lead_ids` that are known."""
+    if not lead_ids:
+        return []
+    query = select(LeadFact).where(LeadFact.lead_id.in_(list(lead_ids)))
     return (await session.scalars(query)).all()
 
 
-async def add_totals(session: AsyncSession, delta: Contributions) -> None:
-    """Add `delta` to the daily totals (one upsert per changed key)."""
-    if not delta:
-        return
-    insert = _insert(session)
-    statement = insert(DailyTotal)
-    statement = statement.on_conflict_do_update(
-        index_elements=["day", "metric", "source", "campaign_id"],
-        set_={"value": DailyTotal.value + statement.excluded.value},
+async def opportunities(
+    session: AsyncSession, opportunity_ids: Collection[str], lead_ids: Collection[str]
+) -> Sequence[OpportunityFact]:
+    """The known opportunities among `opportunity_ids` and those of the leads `lead_ids`."""
+    if not opportunity_ids and not lead_ids:
+        return []
+    query = select(OpportunityFact).where(
+        or_(
+            OpportunityFact.opportunity_id.in_(list(opportunity_ids)),
+            OpportunityFact.lead_id.in_(list(lead_ids)),
+        )
     )
+    return (await session.scalars(query)).all()
+
+
+def new_lead(session: AsyncSession, lead_id: str) -> LeadFact:
+    """A lead's facts before anything is known of it, to be inserted."""
+    row = LeadFact(lead_id=lead_id, source="", campaign_id="", downloads={})
+    session.add(row)
+    return row
+
+
+def new_opportunity(
+    session: AsyncSession, opportunity_id: str, lead_id: str, lead: LeadFact | None
+) -> OpportunityFact:
+    """An opportunity's facts, with its lead's source and campaign if the lead is known."""
+    row = OpportunityFact(
+        opportunity_id=opportunity_id,
+        lead_id=lead_id,
+        source=lead.source if lead else "",
+        campaign_id=lead.campaign_id if lead else "",
+    )
+    session.add(row)
+    return row
+
+
+async def add_totals(session: AsyncSession, delta: Contributions) -> None:
+    """Add `delta` to the daily totals, in one upsert (keys in order, zeros dropped)."""
     rows = [
         {
             "day": k.day,
@@ -78,22 +85,25 @@ async def add_totals(session: AsyncSession, delta: Contributions) -> None:
             "campaign_id": k.campaign_id,
             "value": v,
         }
-        for k, v in delta.items()
+        for k, v in sorted(delta.items())
+        if v
     ]
+    if not rows:
+        return
+    table = DailyTotal.__table__
+    statement = _insert(session)(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "metric", "source", "campaign_id"],
+        set_={"value": table.c.value + statement.excluded.value},
+    )
     await session.execute(statement, rows)
 
 
-async def add_reason(
-    session: AsyncSession, event_id: str, position: int, kind: str, reason: str, at: datetime
-) -> None:
-    values = {
-        "event_id": event_id,
-        "position": position,
-        "kind": kind,
-        "reason": reason,
-        "occurred_at": at,
-    }
-    await insert_if_absent(session, ReasonFact, values)
+async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert reason rows (`ReasonFact` columns), in one statement; those already there stay."""
+    if rows:
+        statement = _insert(session)(ReasonFact.__table__).on_conflict_do_nothing()
+        await session.execute(statement, rows)
 
 
 def _filtered(query: Q, source: str | None, campaign_id: str | None) -> Q:
@@ -109,7 +119,8 @@ async def daily_totals(
 ) -> dict[date, Counter[str]]:
     """Per local day in `[start, end)`: metric -> total."""
     query = _filtered(
-        select(DailyTotal.day, DailyTotal.metric, func.sum(DailyTotal.value))
+        # (a bigint, not PostgreSQL's numeric sum, which asyncpg would make a Decimal)
+        select(DailyTotal.day, DailyTotal.metric, func.sum(DailyTotal.value).cast(BigInteger))
         .where(DailyTotal.day >= start, DailyTotal.day < end)
         .group_by(DailyTotal.day, DailyTotal.metric),
         source,
@@ -168,6 +179,50 @@ async def deals_won(
     if campaign_id is not None:
         query = query.where(OpportunityFact.campaign_id == campaign_id)
     return (await session.scalars(query)).all()
+
+
+def _epoch_us(session: AsyncSession, column: Any) -> Any:
+    """`column`, a time, in whole microseconds since 1970 UTC, worked out by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return (extract("epoch", column) * 1_000_000).cast(BigInteger)  # exact: a numeric
+    # SQLite holds UTC times as text, 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime('%s') would round
+    # the fraction, so the seconds and the microseconds are read apart.
+    seconds = func.strftime("%s", func.substr(column, 1, 19)).cast(BigInteger)
+    return seconds * 1_000_000 + func.substr(column, 21, 6).cast(BigInteger)
+
+
+def _length_us(session: AsyncSession, earlier: Any, later: Any) -> Any:
+    """The time from `earlier` to `later` in whole microseconds (exact), NULL if either is."""
+    if session.get_bind().dialect.name == "postgresql":  # one numeric, not two
+        return (extract("epoch", later - earlier) * 1_000_000).cast(BigInteger)
+    return _epoch_us(session, later) - _epoch_us(session, earlier)
+
+
+async def milestone_intervals(
+    session: AsyncSession,
+    table: type[LeadFact] | type[OpportunityFact],
+    milestone: str,
+    intervals: Sequence[tuple[str, str]],
+    start: datetime,
+    end: datetime,
+    source: str | None,
+    campaign_id: str | None,
+) -> Sequence[tuple[int, *tuple[int | None, ...]]]:
+    """Per fact row of `table` whose `milestone` falls in `[start, end)`, in milestone order:
+    the milestone, then for each `(earlier, later)` of `intervals` the time from one to the other
+    (None when either is unknown), in whole microseconds."""
+    at = getattr(table, milestone)
+    lengths = (
+        _length_us(session, getattr(table, earlier), getattr(table, later))
+        for earlier, later in intervals
+    )
+    query = select(_epoch_us(session, at), *lengths).where(at >= start, at < end).order_by(at)
+    if source is not None:
+        query = query.where(table.source == source)
+    if campaign_id is not None:
+        query = query.where(table.campaign_id == campaign_id)
+    rows = (await session.execute(query)).all()
+    return cast(Sequence[tuple[int, *tuple[int | None, ...]]], rows)
 
 
 async def reasons(
