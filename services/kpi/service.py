@@ -6,8 +6,9 @@ import bisect
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +20,7 @@ from services.kpi.formulas import (
     median,
     ratio,
 )
+from services.kpi.models import LeadFact, OpportunityFact
 from services.kpi.periods import Granularity, Period, day_start, local_day, split
 
 BALANCE_METRICS = (
@@ -30,6 +32,7 @@ BALANCE_METRICS = (
     "mrr_churned",
 )
 HOUR, DAY = 3600.0, 86400.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -50,51 +53,75 @@ class Scope:
 
 
 class Samples:
-    """Durations by the local day they ended on, for medians and percentiles."""
+    """Durations of each kind by the instant that dates them, for medians and percentiles."""
 
-    def __init__(self) -> None:
-        self._by_kind: dict[str, list[tuple[date, float]]] = {}
+    def __init__(self, tz: ZoneInfo) -> None:
+        self._tz = tz
+        # Per kind: the dating instants (whole microseconds since 1970 UTC, ascending) and,
+        # position for position, the durations.
+        self._by_kind: dict[str, tuple[list[int], list[float]]] = {}
 
-    def add(self, kind: str, day: date, value: float) -> None:
-        self._by_kind.setdefault(kind, []).append((day, max(value, 0.0)))
+    def add(self, kind: str, dated: list[int], values: list[float]) -> None:
+        self._by_kind[kind] = (dated, values)
 
     def within(self, kind: str, period: Period) -> list[float]:
-        values = sorted(self._by_kind.get(kind, []))
-        low = bisect.bisect_left(values, (period.start, float("-inf")))
-        high = bisect.bisect_left(values, (period.end, float("-inf")))
-        return [value for _, value in values[low:high]]
+        """The durations dated on the local days of `period`, in ascending order."""
+        dated, values = self._by_kind.get(kind, ([], []))
+        low = bisect.bisect_left(dated, _epoch_us(day_start(period.start, self._tz)))
+        high = bisect.bisect_left(dated, _epoch_us(day_start(period.end, self._tz)))
+        return sorted(values[low:high])
+
+
+def _epoch_us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds()
 
 
+# Per query: the facts, the milestone that dates a sample, and the kinds of sample it gives,
+# each the time from one milestone to another, in a unit.
+SAMPLES: tuple[tuple[type[LeadFact] | type[OpportunityFact], str, Any], ...] = (
+    (
+        LeadFact,
+        "mql_at",
+        (
+            ("response_hours", ("mql_at", "first_touch_at"), HOUR),
+            ("lead_to_mql", ("captured_at", "mql_at"), DAY),
+        ),
+    ),
+    (LeadFact, "sql_at", (("mql_to_sql", ("mql_at", "sql_at"), DAY),)),
+    (LeadFact, "won_at", (("sql_to_won", ("sql_at", "won_at"), DAY),)),
+    (OpportunityFact, "won_at", (("sales_cycle_days", ("created_at", "won_at"), DAY),)),
+)
+
+
 async def _samples(session: AsyncSession, scope: Scope, rules: Rules) -> Samples:
+    """Every duration the KPIs take a median or a percentile of, over the scope.
+
+    The database works out the durations in whole microseconds, so no row becomes an ORM
+    object or a datetime; `us / 1e6` is what `timedelta.total_seconds()` gives, to the bit.
+    """
     start, end = scope.instants(rules)
-    samples = Samples()
-    tz, source, campaign = rules.tz, scope.source, scope.campaign_id
-    for lead in await repository.lead_milestones(session, "mql_at", start, end, source, campaign):
-        assert lead.mql_at is not None
-        day = local_day(lead.mql_at, tz)
-        if lead.first_touch_at is not None:
-            samples.add("response_hours", day, _seconds(lead.first_touch_at, lead.mql_at) / HOUR)
-        if lead.captured_at is not None:
-            samples.add("lead_to_mql", day, _seconds(lead.mql_at, lead.captured_at) / DAY)
-    for lead in await repository.lead_milestones(session, "sql_at", start, end, source, campaign):
-        assert lead.sql_at is not None
-        if lead.mql_at is not None:
-            day = local_day(lead.sql_at, tz)
-            samples.add("mql_to_sql", day, _seconds(lead.sql_at, lead.mql_at) / DAY)
-    for lead in await repository.lead_milestones(session, "won_at", start, end, source, campaign):
-        assert lead.won_at is not None
-        if lead.sql_at is not None:
-            day = local_day(lead.won_at, tz)
-            samples.add("sql_to_won", day, _seconds(lead.won_at, lead.sql_at) / DAY)
-    for deal in await repository.deals_won(session, start, end, source, campaign):
-        assert deal.won_at is not None
-        if deal.created_at is not None:
-            day = local_day(deal.won_at, tz)
-            samples.add("sales_cycle_days", day, _seconds(deal.won_at, deal.created_at) / DAY)
+    samples = Samples(rules.tz)
+    for table, milestone, kinds in SAMPLES:
+        rows = await repository.milestone_intervals(
+            session,
+            table,
+            milestone,
+            [interval for _, interval, _ in kinds],
+            start,
+            end,
+            scope.source,
+            scope.campaign_id,
+        )
+        for position, (kind, _, unit) in enumerate(kinds, start=1):
+            dated = [row[0] for row in rows if row[position] is not None]
+            values = [
+                max(us / 1_000_000 / unit, 0.0) for row in rows if (us := row[position]) is not None
+            ]
+            samples.add(kind, dated, values)
     return samples
 
 
@@ -135,11 +162,7 @@ async def kpis(
     samples = await _samples(session, scope, rules)
     running, all_totals = Counter(opening), Counter[str]()
     rows = []
-    for period in periods:
-        totals = Counter[str]()
-        for day, values in days.items():
-            if period.start <= day < period.end:
-                totals.update(values)
+    for period, totals in zip(periods, _per_period(periods, days), strict=True):
         facts = _period_facts(period, totals, Counter(running), samples, scope.filtered)
         rows.append(_period_row(period, _kpis_of(departments, facts)))
         running.update({metric: totals[metric] for metric in BALANCE_METRICS})
@@ -151,6 +174,17 @@ async def kpis(
         "total": _period_row(whole, _kpis_of(departments, total_facts)),
         "unconverted_amounts": all_totals.get("unconverted_amounts", 0),
     }
+
+
+def _per_period(periods: Sequence[Period], days: dict[date, Counter[str]]) -> list[Counter[str]]:
+    """The daily totals summed per period (`periods` in order, each day in one at most)."""
+    starts = [period.start for period in periods]
+    out = [Counter[str]() for _ in periods]
+    for day, values in days.items():
+        index = bisect.bisect_right(starts, day) - 1
+        if index >= 0 and day < periods[index].end:
+            out[index].update(values)
+    return out
 
 
 def _period_row(period: Period, values: dict[str, Any]) -> dict[str, Any]:
