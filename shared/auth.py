@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,8 @@ import jwt
 ADMIN_SCOPE = "admin"
 ALGORITHMS_HS = ("HS256",)
 ALGORITHMS_JWKS = ("RS256", "ES256")
+VERIFIED_CACHE_SIZE = 1024
+VERIFIED_CACHE_TTL_S = 60.0
 
 
 class AuthError(Exception):
@@ -71,8 +74,26 @@ class TokenVerifier:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._issuer = issuer
         self._audience = audience
+        # token -> (its principal, until when it may be taken without a check)
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        # A client sends the same token with request after request: the signature and claims of
+        # a token are checked once, and its principal kept until it expires (for a minute at most,
+        # so that a key withdrawn from the JWKS stops counting soon).
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            if now < known[1]:
+                return known[0]
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (principal, min(expires_at, now + VERIFIED_CACHE_TTL_S))
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         if self._jwks is not None:
             # PyJWKClient fetches keys with blocking I/O (cached afterwards): keep it off the loop.
             try:
@@ -83,7 +104,9 @@ class TokenVerifier:
         assert self._secret is not None
         return self._decode(token, self._secret, ALGORITHMS_HS)
 
-    def _decode(self, token: str, key: object, algorithms: Sequence[str]) -> Principal:
+    def _decode(
+        self, token: str, key: object, algorithms: Sequence[str]
+    ) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -99,4 +122,5 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from exc
         raw = claims.get("scope", "")
         scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
-        return Principal(subject=str(claims["sub"]), scopes=frozenset(scopes))
+        principal = Principal(subject=str(claims["sub"]), scopes=frozenset(scopes))
+        return principal, float(claims["exp"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 
 from services import settings_class
@@ -66,6 +69,31 @@ async def test_tokens_round_trip_and_expire() -> None:
         await verifier.verify(mint_token("t" * 40, subject="x", scopes=[]))
     with pytest.raises(AuthError):
         await verifier.verify("not-a-jwt")
+
+
+async def test_a_verified_token_is_checked_once_and_refused_once_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    checked: list[str] = []
+    check = verifier._verify
+
+    async def counting(token: str) -> tuple[Principal, float]:
+        checked.append(token)
+        return await check(token)
+
+    monkeypatch.setattr(verifier, "_verify", counting)
+    token = mint_token(
+        SECRET, subject="crm-sync", scopes=["marketing:write"], ttl=timedelta(seconds=1)
+    )
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert checked == [token]
+    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
+    with pytest.raises(AuthError, match="expired"):
+        await verifier.verify(token)
+    assert checked == [token, token]
 
 
 def test_lanes_are_stable_and_spread() -> None:
