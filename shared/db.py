@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -75,9 +78,17 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine.sync_engine, "checkout", _reconnect_if_closed)
+    return engine
+
+
+def _reconnect_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # In place of a ping (a round trip) each time a connection leaves the pool: one the server
+    # has closed (a restart, an idle timeout) is known locally, as the driver saw its socket
+    # close. The pool then connects anew and drops every connection older than this one.
+    if dbapi_connection.driver_connection.is_closed():
+        raise InvalidatePoolError("the database closed the connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -97,11 +108,25 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def insert_skipping_conflicts(
+    session: AsyncSession, table: Any, index_elements: Sequence[str] | None = None
+) -> Any:
+    """INSERT ... ON CONFLICT [(index_elements)] DO NOTHING, for the session's database."""
+    dialect = session.get_bind().dialect.name
+    return _insert_skipping_conflicts(dialect, table, tuple(index_elements or ()) or None)
+
+
+@functools.cache
+def _insert_skipping_conflicts(dialect: str, table: Any, index_elements: Any) -> Any:
+    # Made once per table: building the construct costs more than executing it, and it is
+    # immutable (`.values()`, `.returning()` return new ones).
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
 async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = await session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    result = await session.execute(insert_skipping_conflicts(session, table).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
