@@ -18,7 +18,9 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT from `baton token --sc
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_runtime(request: Request) -> Runtime:
+# The dependencies are `async def` even where they do not await: FastAPI runs a plain `def` one
+# in its thread pool, a hop that costs more than the dependency itself.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime | None = request.app.state.runtime
     if runtime is None:
         raise Problem(503, "the service is starting")
@@ -37,7 +39,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_outbox(runtime: RuntimeDep) -> Outbox:
+async def get_outbox(runtime: RuntimeDep) -> Outbox:
     return runtime.outbox
 
 

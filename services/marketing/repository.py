@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, tuple_
+from sqlalchemy import Table, func, insert, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing.models import (
@@ -16,8 +16,18 @@ from services.marketing.models import (
     CampaignCost,
     Feedback,
     Lead,
+    ScoringModelVersion,
     StatusChange,
 )
+from shared.db import insert_skipping_conflicts
+
+# The tables themselves, for the statements on hot paths: Core skips the ORM's bookkeeping.
+LEADS: Table = Lead.__table__  # type: ignore[assignment]
+STATUS_CHANGES: Table = StatusChange.__table__  # type: ignore[assignment]
+SCORING_MODELS: Table = ScoringModelVersion.__table__  # type: ignore[assignment]
+# Statements run with every lead, made once: making one costs more than running it.
+INSERT_STATUS_CHANGE = insert(STATUS_CHANGES)
+SCORING_MODEL_VERSION = select(func.max(SCORING_MODELS.c.version))
 
 
 async def get_lead(session: AsyncSession, lead_id: str, *, lock: bool = False) -> Lead | None:
@@ -129,15 +139,24 @@ async def list_feedback(
     return (await session.scalars(query)).all()
 
 
-async def known_emails(session: AsyncSession, emails: Iterable[str]) -> set[str]:
-    query = select(Lead.email).where(Lead.email.in_(list(emails)))
-    return set((await session.scalars(query)).all())
+async def insert_lead(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the lead unless its email is known (the unique email decides, also between
+    concurrent twins); False if it was."""
+    statement = insert_skipping_conflicts(session, LEADS, ["email"])
+    result = await session.execute(statement, values)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def insert_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert (one statement, many rows) for imports."""
-    await session.execute(insert(Lead), rows)
+async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Bulk insert for imports, skipping rows whose email is known; the ids inserted."""
+    statement = insert_skipping_conflicts(session, LEADS, ["email"]).returning(LEADS.c.id)
+    return set((await session.execute(statement, rows)).scalars())
 
 
 async def insert_status_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(insert(StatusChange), rows)
+    await session.execute(INSERT_STATUS_CHANGE, rows)
+
+
+async def scoring_model_version(session: AsyncSession) -> int:
+    """The version of the scoring model in force (0: the built-in defaults)."""
+    return int(await session.scalar(SCORING_MODEL_VERSION) or 0)

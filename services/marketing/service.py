@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing import domain, repository
@@ -56,12 +57,28 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# A scoring model version never changes (a change is a new version), so each database's model in
+# force is parsed once and kept with its version. A request still asks which version is in force,
+# which is cheap: a change made through any process applies from the next request on.
+_models: WeakKeyDictionary[Engine | Connection, tuple[int, domain.ScoringModel]] = (
+    WeakKeyDictionary()
+)
+DEFAULT_MODEL = domain.ScoringModel()
+
+
 async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
     """The scoring model in force and its version (0: the built-in defaults)."""
-    stored = await versions.latest(session, ScoringModelVersion)
-    if stored is None:
-        return domain.ScoringModel(), 0
-    return model_from_json(stored.body), stored.version
+    version = await repository.scoring_model_version(session)
+    if version == 0:
+        return DEFAULT_MODEL, 0
+    database = session.get_bind()
+    cached = _models.get(database)
+    if cached is None or cached[0] != version:
+        stored = await versions.latest(session, ScoringModelVersion)
+        if stored is None:
+            return DEFAULT_MODEL, 0
+        cached = _models[database] = (stored.version, model_from_json(stored.body))
+    return cached[1], cached[0]
 
 
 def model_from_json(raw: dict[str, object]) -> domain.ScoringModel:
@@ -96,35 +113,38 @@ async def ensure_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) 
 
 async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) -> Lead:
     """Create a lead (email unique) and emit LeadCaptured with it."""
-    existing = await repository.find_lead_by_email(session, body.email)
-    if existing is not None:
-        raise duplicate_lead(existing.id)
-    await ensure_campaign(session, body.campaign_id)
     model, _ = await current_model(session)
     captured_at = body.occurred_at or now()
-    lead = Lead(
-        id=str(uuid.uuid4()),
-        email=body.email,
-        name=body.name,
-        company=body.company,
-        title=body.title,
-        source=body.source,
-        campaign_id=str(body.campaign_id) if body.campaign_id else None,
-        status="new",
-        captured_at=captured_at,
-        score=domain.score(model, body.title, body.company, ()).total,
-        touches=0,
-        times_qualified=0,
+    values = new_lead(body, model, captured_at)
+    # The insert is the uniqueness check: a known email (even one a concurrent twin has just
+    # taken) leaves it undone, without a savepoint or a query before it.
+    if not await repository.insert_lead(session, values):
+        existing = await repository.find_lead_by_email(session, body.email)
+        raise duplicate_lead(existing.id if existing else "")
+    await ensure_campaign(session, body.campaign_id)
+    await repository.insert_status_changes(
+        session, [{"lead_id": values["id"], "status": "new", "occurred_at": captured_at}]
     )
-    try:
-        async with session.begin_nested():  # a concurrent twin may win the unique email
-            session.add(lead)
-    except IntegrityError:
-        winner = await repository.find_lead_by_email(session, body.email)
-        raise duplicate_lead(winner.id if winner else "") from None
-    session.add(StatusChange(lead_id=lead.id, status="new", occurred_at=captured_at))
-    outbox.emit(session, captured_event(vars(lead)), time=captured_at)
-    return lead
+    outbox.emit(session, captured_event(values), time=captured_at)
+    return Lead(**values)
+
+
+def new_lead(body: LeadCreate, model: domain.ScoringModel, captured_at: datetime) -> dict[str, Any]:
+    """The column values of a new lead."""
+    return {
+        "id": str(uuid.uuid4()),
+        "email": body.email,
+        "name": body.name,
+        "company": body.company,
+        "title": body.title,
+        "source": body.source,
+        "campaign_id": str(body.campaign_id) if body.campaign_id else None,
+        "status": "new",
+        "captured_at": captured_at,
+        "score": domain.score(model, body.title, body.company, ()).total,
+        "touches": 0,
+        "times_qualified": 0,
+    }
 
 
 def captured_event(lead: Mapping[str, Any]) -> LeadCaptured:
@@ -310,45 +330,33 @@ async def import_chunk(
 ) -> tuple[int, int, list[ImportRowError]]:
     """Insert a chunk of validated rows: (created, duplicates, rows naming unknown campaigns)."""
     model, _ = await current_model(session)
-    known = await repository.known_emails(session, {body.email for _, body in rows})
     campaigns = {str(body.campaign_id) for _, body in rows if body.campaign_id}
-    existing_campaigns = await repository.existing_campaigns(session, campaigns)
+    existing_campaigns = (
+        await repository.existing_campaigns(session, campaigns) if campaigns else set()
+    )
     errors: list[ImportRowError] = []
     leads: list[dict[str, Any]] = []
-    duplicates = 0
+    seen: set[str] = set()
     captured = now()
     for line, body in rows:
-        if body.email in known:
-            duplicates += 1
-            continue
         if body.campaign_id and str(body.campaign_id) not in existing_campaigns:
             errors.append(ImportRowError(line=line, field="campaign_id", reason="unknown campaign"))
             continue
-        known.add(body.email)
-        leads.append(
-            {
-                "id": str(uuid.uuid4()),
-                "email": body.email,
-                "name": body.name,
-                "company": body.company,
-                "title": body.title,
-                "source": body.source,
-                "campaign_id": str(body.campaign_id) if body.campaign_id else None,
-                "status": "new",
-                "captured_at": body.occurred_at or captured,
-                "score": domain.score(model, body.title, body.company, ()).total,
-                "touches": 0,
-                "times_qualified": 0,
-            }
-        )
-    if leads:
-        await repository.insert_leads(session, leads)
+        if body.email not in seen:  # a repeat within the file is a duplicate like a known email
+            seen.add(body.email)
+            leads.append(new_lead(body, model, body.occurred_at or captured))
+    if not leads:
+        return 0, len(rows) - len(errors), errors
+    # Emails already in the database are skipped by the insert itself.
+    inserted = await repository.insert_new_leads(session, leads)
+    created = [lead for lead in leads if lead["id"] in inserted]
+    if created:
         await repository.insert_status_changes(
             session,
-            [{"lead_id": r["id"], "status": "new", "occurred_at": r["captured_at"]} for r in leads],
+            [
+                {"lead_id": r["id"], "status": "new", "occurred_at": r["captured_at"]}
+                for r in created
+            ],
         )
-        await outbox.emit_many(
-            session,
-            [(captured_event(r), r["captured_at"]) for r in leads],
-        )
-    return len(leads), duplicates, errors
+        await outbox.emit_many(session, [(captured_event(r), r["captured_at"]) for r in created])
+    return len(created), len(rows) - len(errors) - len(created), errors

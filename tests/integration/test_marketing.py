@@ -236,6 +236,46 @@ async def test_import_reports_exactly_the_bad_rows(marketing: httpx.AsyncClient)
     assert [e["line"] for e in again.json()["errors"]] == [9]
 
 
+async def test_import_skips_emails_already_known(marketing: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    known = await create_lead(marketing, email=f"{tag}-2100@example.jp", name="First seen")
+    campaign = (
+        await marketing.post(
+            "/v1/campaigns", json={"name": "Imported", "channel": "ads"}, headers=WRITE
+        )
+    ).json()
+    lines = ["email,name,company,title,source,campaign_id"]
+    for n in range(2_500):  # two chunks; the known email is in the second
+        lines.append(f"{tag}-{n}@example.jp,Name {n},Company {n},CTO,seo,{campaign['id']}")
+    lines.append(f"{tag}-5@example.jp,Twin,Company,,seo,")  # repeats a row of the file
+    response = await marketing.post(
+        "/v1/leads/import",
+        content="\n".join(lines).encode(),
+        headers={**WRITE, "content-type": "text/csv"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"rows": 2_501, "created": 2_499, "duplicates": 2, "errors": []}
+    detail = (await marketing.get(f"/v1/leads/{known['id']}", headers=WRITE)).json()
+    assert detail["name"] == "First seen"
+    assert [e["what"] for e in detail["timeline"]] == ["new"]
+    funnel = (await marketing.get(f"/v1/campaigns/{campaign['id']}", headers=WRITE)).json()
+    assert funnel["leads"] == 2_499
+
+
+async def test_concurrent_twins_get_one_lead_and_clear_409s(marketing: httpx.AsyncClient) -> None:
+    payload = new_lead()
+    responses = await asyncio.gather(
+        *(marketing.post("/v1/leads", json=payload, headers=WRITE) for _ in range(8))
+    )
+    created = [r.json() for r in responses if r.status_code == 201]
+    assert len(created) == 1
+    conflicts = [r for r in responses if r.status_code != 201]
+    assert {r.status_code for r in conflicts} == {409}
+    assert {r.json()["existing_id"] for r in conflicts} == {created[0]["id"]}
+    assert {r.json()["errors"][0]["name"] for r in conflicts} == {"email"}
+
+
 async def test_import_rejects_files_it_cannot_read(marketing: httpx.AsyncClient) -> None:
     csv_headers = {**WRITE, "content-type": "text/csv"}
     no_email = await marketing.post(
@@ -399,6 +439,47 @@ async def test_scoring_model_is_admin_only_and_versioned(marketing: httpx.AsyncC
     assert last["qualified"] is True  # 60 now suffices
     detail = (await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
     assert detail["score_breakdown"]["model_version"] == second.json()["version"]
+
+
+async def test_a_scoring_model_change_scores_the_next_lead_in_every_process(
+    broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
+) -> None:
+    # Two apps on one database stand for two processes (replicas) of the service.
+    settings = make_settings(
+        "marketing",
+        database_url=await database_url("marketing"),
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    async with serve(create_app(settings)) as one, serve(create_app(settings)) as other:
+        model = (await one.get("/v1/scoring-model", headers=WRITE)).json()
+        body = {k: model[k] for k in ("activity_points", "fit_rules", "mql_min_score")}
+
+        async def change(client: httpx.AsyncClient, points: int) -> int:
+            rules = [{"field": "title", "contains": "engineer", "points": points}]
+            response = await client.put(
+                "/v1/scoring-model", json={**body, "fit_rules": rules}, headers=ADMIN
+            )
+            assert response.status_code == 200, response.text
+            version: int = response.json()["version"]
+            return version
+
+        async def score(client: httpx.AsyncClient) -> int:
+            lead = await create_lead(client, title="Engineer")
+            detail = (await client.get(f"/v1/leads/{lead['id']}", headers=WRITE)).json()
+            assert detail["score"] == lead["score"]
+            assert detail["score_breakdown"]["model_version"] == version
+            result: int = lead["score"]
+            return result
+
+        version = 0
+        assert await score(one) == await score(other) == 0
+        version = await change(one, 50)
+        assert await score(one) == await score(other) == 50  # both keep this version now
+        version = await change(other, 70)
+        assert await score(one) == await score(other) == 70
+        version = await change(other, 70 - 100)
+        assert await score(other) == await score(one) == -30
 
 
 async def test_customer_feedback_reaches_the_lead(
