@@ -20,15 +20,15 @@ run: $(STAMP)
 
 ## Lint, type-check and run the whole suite.
 test: $(STAMP)
-	$(BIN)/ruff check shared services baton tests
-	$(BIN)/ruff format --check shared services baton tests
+	$(BIN)/ruff check shared services baton tests bench
+	$(BIN)/ruff format --check shared services baton tests bench
 	$(BIN)/mypy
 	scripts/ensure-browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check --fix shared services baton tests
-	$(BIN)/ruff format shared services baton tests
+	$(BIN)/ruff check --fix shared services baton tests bench
+	$(BIN)/ruff format shared services baton tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -42,6 +42,16 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	scripts/ensure-browser
 	$(BIN)/python -m pytest -q tests/e2e
+
+## Benchmarks (not tests): each figure against a raw baseline of the same run; see bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.handoff_latency
+	$(BIN)/python -m bench.lead_ingest
+	$(BIN)/python -m bench.bulk_import
+	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.kpi_ingest
+	$(BIN)/python -m bench.kpi_query
 
 ## Regenerate docs/asyncapi.yaml and docs/schemas/ from the event models.
 schemas: $(STAMP)

@@ -1,0 +1,238 @@
+"""Bulk import throughput: 100,000 leads as one CSV (with a header) through
+`POST /v1/leads/import` on the marketing service as `baton serve` runs it (the relay publishing to
+the embedded broker), against a raw `executemany` of the same rows, in one transaction, into an
+identical scratch table of the same database (asyncpg `Connection.executemany` on PostgreSQL,
+sqlite3 `executemany` on SQLite; `--copy` adds asyncpg `copy_records_to_table` for reference).
+Leads/s, median over rounds. Each round imports new emails and the scratch table gets as many
+rows, so both tables grow alike (COPY fills a third table); the relay's backlog is drained before
+the raw insert runs.
+Targets: >= 25% of raw; >= 5,000 leads/s on PostgreSQL.
+
+    .venv/bin/python -m bench.bulk_import [--db sqlite|postgres|both] [--leads 100000]
+                                          [--rounds 3] [--copy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
+import sqlite3
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.fleet import SECRET, fleet, postgres_database
+from services.marketing import domain
+from shared.auth import mint_token
+from shared.events.catalog import LeadSource
+
+RATIO_TARGET, PG_RATE_TARGET = 0.25, 5_000.0
+COLUMNS = (
+    "id",
+    "email",
+    "name",
+    "company",
+    "title",
+    "source",
+    "campaign_id",
+    "status",
+    "captured_at",
+    "score",
+    "touches",
+    "times_qualified",
+)
+TITLES = ("CTO", "Head of Sales", "Engineer", "")
+SOURCES: tuple[str, ...] = LeadSource.__args__  # type: ignore[attr-defined]
+
+
+def csv_file(prefix: str, count: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("email", "name", "company", "title", "source"))
+    for n in range(count):
+        writer.writerow(
+            (
+                f"{prefix}-{n}@example.jp",
+                f"Lead {n}",
+                f"Company {n % 500} KK",
+                TITLES[n % 4],
+                SOURCES[n % len(SOURCES)],
+            )
+        )
+    return out.getvalue().encode()
+
+
+def raw_rows(prefix: str, count: int) -> list[tuple[Any, ...]]:
+    """The rows the import makes of the same file (other ids and emails)."""
+    model, now = domain.ScoringModel(), datetime.now(UTC)
+    rows = []
+    for n in range(count):
+        title, company = TITLES[n % 4] or None, f"Company {n % 500} KK"
+        rows.append(
+            (
+                str(uuid.uuid4()),
+                f"{prefix}-{n}@example.jp",
+                f"Lead {n}",
+                company,
+                title,
+                SOURCES[n % len(SOURCES)],
+                None,
+                "new",
+                now,
+                domain.score(model, title, company, ()).total,
+                0,
+                0,
+            )
+        )
+    return rows
+
+
+class Raw:
+    """The baseline: a scratch copy of `leads` in the service's database, filled directly."""
+
+    def __init__(self, url: str) -> None:
+        self.postgres = url.startswith("postgresql")
+        self.url = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.path = url.removeprefix("sqlite+aiosqlite:///")
+
+    def run(self, statement: str) -> Any:
+        """Execute one statement; the first value of the result."""
+        if self.postgres:
+            return asyncio.run(self._pg(lambda c: c.fetchval(statement)))
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection:
+            row = connection.execute(statement).fetchone()
+            return row[0] if row else None
+
+    async def _pg(self, action: Any) -> Any:
+        connection = await asyncpg.connect(self.url)
+        try:
+            return await action(connection)
+        finally:
+            await connection.close()
+
+    def create_table(self) -> None:
+        if self.postgres:  # leads_copy: for COPY, so that leads_raw grows as leads does
+            self.run("CREATE TABLE leads_raw (LIKE leads INCLUDING ALL)")
+            self.run("CREATE TABLE leads_copy (LIKE leads INCLUDING ALL)")
+            return
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection:
+            found = connection.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'leads' AND sql IS NOT NULL"
+            ).fetchall()
+            for (sql,) in found:
+                connection.execute(sql.replace("leads", "leads_raw"))
+            connection.commit()
+
+    def pending_events(self) -> int:
+        return int(self.run("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+    def insert(self, rows: list[tuple[Any, ...]], copy: bool = False) -> float:
+        """Seconds to insert `rows` in one transaction."""
+        if self.postgres:
+            return float(asyncio.run(self._pg(lambda c: self._pg_insert(c, rows, copy))))
+        values = [(*r[:8], r[8].replace(tzinfo=None).isoformat(" "), *r[9:]) for r in rows]
+        statement = f"INSERT INTO leads_raw ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 12)})"
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as c:
+            c.execute("PRAGMA synchronous=NORMAL")  # as the service's connections have it
+            started = time.perf_counter()
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany(statement, values)
+            c.execute("COMMIT")
+            return time.perf_counter() - started
+
+    @staticmethod
+    async def _pg_insert(connection: Any, rows: list[tuple[Any, ...]], copy: bool) -> float:
+        params = ", ".join(f"${n}" for n in range(1, 13))
+        statement = f"INSERT INTO leads_raw ({', '.join(COLUMNS)}) VALUES ({params})"
+        started = time.perf_counter()
+        async with connection.transaction():
+            if copy:
+                await connection.copy_records_to_table("leads_copy", records=rows, columns=COLUMNS)
+            else:
+                await connection.executemany(statement, rows)
+        return time.perf_counter() - started
+
+
+def wait_drained(raw: Raw, timeout: float = 900) -> float:
+    """Seconds until the relay has published every outbox row."""
+    started = time.perf_counter()
+    while raw.pending_events():
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError("the outbox did not drain")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
+def measure(db: str, args: argparse.Namespace) -> dict[str, float]:
+    """Median leads/s of the import, the raw executemany (and COPY), and the relay's catch-up."""
+    token = mint_token(SECRET, subject="bench", scopes=["marketing:write"])
+    samples: dict[str, list[float]] = {"import": [], "raw": [], "copy": [], "drain": []}
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if db == "postgres":
+            env["BATON_MARKETING_DATABASE_URL"] = stack.enter_context(postgres_database())
+        supervisor = stack.enter_context(fleet("marketing", **env))
+        data_dir = Path(supervisor._env["BATON_DATA_DIR"])
+        sqlite_url = f"sqlite+aiosqlite:///{data_dir.resolve()}/marketing.db"
+        raw = Raw(env.get("BATON_MARKETING_DATABASE_URL", sqlite_url))
+        raw.create_table()
+        url = f"{supervisor.children[0].url}/v1/leads/import"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+        for round_ in range(args.rounds):
+            prefix = f"bulk-{round_}-{uuid.uuid4().hex[:8]}"
+            body = csv_file(prefix, args.leads)
+            started = time.perf_counter()
+            response = httpx.post(url, content=body, headers=headers, timeout=3600)
+            elapsed = time.perf_counter() - started
+            response.raise_for_status()
+            if response.json()["created"] != args.leads:
+                raise RuntimeError(f"import: {response.text[:500]}")
+            samples["import"].append(args.leads / elapsed)
+            samples["drain"].append(wait_drained(raw))
+            samples["raw"].append(args.leads / raw.insert(raw_rows(prefix + "r", args.leads)))
+            if args.copy and raw.postgres:
+                copied = raw.insert(raw_rows(prefix + "c", args.leads), copy=True)
+                samples["copy"].append(args.leads / copied)
+            print(
+                f"{db} round {round_ + 1}: import {samples['import'][-1]:.0f}, "
+                f"raw {samples['raw'][-1]:.0f} leads/s",
+                file=sys.stderr,
+            )
+    return {k: statistics.median(v) for k, v in samples.items() if v}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--copy", action="store_true", help="also time COPY (PostgreSQL)")
+    args = parser.parse_args()
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    results = {db: measure(db, args) for db in dbs}
+    print(f"POST /v1/leads/import, {args.leads} leads (CSV), median of {args.rounds} rounds")
+    print(f"{'database':<10}{'import/s':>10}{'raw/s':>10}{'ratio':>7}{'relay s':>9}  target")
+    for db, r in results.items():
+        ratio = r["import"] / r["raw"]
+        ok = ratio >= RATIO_TARGET and (db != "postgres" or r["import"] >= PG_RATE_TARGET)
+        target = ">= 25%" + (", >= 5,000/s" if db == "postgres" else "")
+        print(
+            f"{db:<10}{r['import']:>10.0f}{r['raw']:>10.0f}{ratio:>6.0%}{r['drain']:>9.1f}  "
+            f"{target}: {'ok' if ok else 'MISSED'}"
+        )
+        if "copy" in r:
+            print(f"{'':<10}COPY (copy_records_to_table): {r['copy']:.0f} leads/s")
+
+
+if __name__ == "__main__":
+    main()

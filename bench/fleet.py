@@ -1,0 +1,94 @@
+"""The services as `baton up` runs them (the embedded broker, one `baton serve` per service),
+on free ports and a temporary data dir, for the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+
+from baton.broker import EmbeddedBroker, free_port
+from baton.supervisor import Supervisor
+from shared.bus import ensure_topics
+from shared.settings import ALL_TOPICS, SERVICES, BatonSettings
+
+SECRET = "bench-secret-" + "x" * 40
+PG_DSN = os.environ.get("BATON_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def fleet(*services: str, **env: str) -> Iterator[Supervisor]:
+    """`services` (default: all five) running and ready; stopped, with the broker, on exit."""
+    names = list(services or SERVICES)
+    with (
+        tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp,
+        EmbeddedBroker(log_file=Path(tmp) / "broker.log") as broker,
+    ):
+        asyncio.run(ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), ALL_TOPICS))
+        ports = {name: free_port() for name in names}
+        environment = {
+            **os.environ,
+            "BATON_DATA_DIR": tmp,
+            "BATON_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "BATON_KAFKA_IDEMPOTENCE": "false",
+            "BATON_JWT_SECRET": SECRET,
+            "BATON_LOG_FORMAT": "json",
+            "BATON_LOG_LEVEL": "WARNING",
+            **{f"BATON_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+            **env,
+        }
+        supervisor = Supervisor(Path(tmp), environment)
+        supervisor.start(ports)
+        try:
+            late = supervisor.wait_ready(120)
+            if late:
+                raise RuntimeError(f"not ready: {[c.service for c in late]}")
+            yield supervisor
+        finally:
+            supervisor.stop()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def print_ratios(
+    title: str, labels: tuple[str, str], results: dict[str, tuple[float, float]], target: float
+) -> None:
+    """A table of the rates measured per database, each against its raw baseline and `target`."""
+    print(title)
+    print(f"{'database':<10}{labels[0]:>14}{labels[1]:>14}{'ratio':>8}  target")
+    for db, (rate, raw) in results.items():
+        verdict = "ok" if rate / raw >= target else "MISSED"
+        print(f"{db:<10}{rate:>14,.0f}{raw:>14,.0f}{rate / raw:>8.1%}  >= {target:.0%}: {verdict}")
+
+
+async def _pg_admin(statement: str) -> None:
+    connection = await asyncpg.connect(PG_DSN)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database `baton_bench_<hex>`, dropped on exit; yields its URL
+    (postgresql+asyncpg://...), as `BATON_<SERVICE>_DATABASE_URL` takes it."""
+    name = f"baton_bench_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

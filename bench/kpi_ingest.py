@@ -1,0 +1,370 @@
+"""KPI ingest throughput: events per second the KPI service applies (read model and daily totals
+committed, offsets committed) when it catches up on a backlog, against a raw aiokafka consume +
+orjson parse of the same topics, in the same run, on the same embedded broker.
+
+N events of a seeded funnel (LeadCaptured, LeadEngaged, LeadQualified, LeadAccepted,
+LeadContacted, SLA breaches, recycles, disqualifications, OpportunityCreated / Accepted /
+Neglected, DealWon / Lost, CustomerOnboarded, NPS, upsells, renewals, churn risks and churns,
+campaign costs; every type has a KPI handler) are published once, in time order, keyed by
+aggregate, to the four department topics. Each round, on a fresh database (migrated beforehand):
+the KPI service's runtime (`shared.app.run_service`, as its lifespan runs it: consumer, gauges)
+is timed from its start until its consumer group has committed every partition's end offset
+(its inbox then holds all N event ids, which is checked); the raw side, a consumer with the same
+options in a new group, from its start until it has parsed N messages. Events/s, median over
+rounds (the order of the two sides alternates). Target: KPI >= 25% of raw.
+
+    .venv/bin/python -m bench.kpi_ingest [--db sqlite|postgres|both] [--events 50000]
+                                         [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import uvloop
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import func, select
+
+from baton.broker import EmbeddedBroker
+from bench.fleet import SECRET, print_ratios
+from bench.relay import database
+from services.kpi.app import SPEC as KPI
+from services.kpi.settings import Settings
+from shared.app import run_service
+from shared.bus import connection_options, create_consumer, create_producer, ensure_topics
+from shared.db import create_engine
+from shared.events import (
+    CONTENT_TYPE,
+    CampaignCostRecorded,
+    ChurnRisk,
+    Contact,
+    ContractRenewed,
+    CustomerChurned,
+    CustomerOnboarded,
+    DealLost,
+    DealWon,
+    Envelope,
+    EventData,
+    LeadAccepted,
+    LeadCaptured,
+    LeadContacted,
+    LeadDisqualified,
+    LeadEngaged,
+    LeadQualified,
+    LeadRecycled,
+    LeadResponseSlaBreached,
+    LeadSource,
+    MqlRule,
+    NpsRecorded,
+    OpportunityAccepted,
+    OpportunityCreated,
+    OpportunityNeglected,
+    UpsellWon,
+    new_event,
+)
+from shared.inbox import InboxRow
+from shared.metrics import ServiceMetrics
+from shared.migrations import upgrade
+from shared.settings import ALL_TOPICS, BatonSettings, topic_of
+
+TARGET = 0.25
+POLL_S = 0.05
+TOPICS = tuple(
+    topic_of(s) for s in ("marketing", "inside_sales", "field_sales", "customer_success")
+)
+SOURCES: tuple[LeadSource, ...] = LeadSource.__args__  # type: ignore[attr-defined]
+ACTIVITIES = ("page_view", "content_download", "email_click", "webinar_attended", "demo_request")
+REASONS = ("no budget this year", "timing", "student", "competitor chosen", "price")
+H, D = timedelta(hours=1), timedelta(days=1)
+
+
+def journey(rng: random.Random, start: datetime, campaigns: list[uuid.UUID]) -> list[Envelope]:
+    """One lead's events through the departments, each at its business time."""
+    lead, source = uuid.uuid4(), rng.choice(SOURCES)
+    campaign = rng.choice(campaigns) if rng.random() < 0.6 else None
+    person = {"email": f"{lead.hex[:12]}@example.jp", "name": "Lead", "company": "Bench KK"}
+    rep, owner = uuid.uuid4(), uuid.uuid4()
+    t = start
+    script: list[tuple[EventData, datetime]] = [
+        (LeadCaptured(lead_id=lead, source=source, campaign_id=campaign, **person), t)
+    ]
+    for touch in range(1, rng.randint(2, 5)):
+        t += rng.randint(1, 48) * H
+        activity = rng.choice(ACTIVITIES)
+        engaged = LeadEngaged(
+            lead_id=lead, activity=activity, points=10, score=10 * touch, touches=touch
+        )
+        script.append((engaged, t))
+    if rng.random() < 0.5:
+        rule = MqlRule(min_score=80, min_touches=3)
+        qualified = LeadQualified(
+            lead_id=lead,
+            source=source,
+            campaign_id=campaign,
+            score=85,
+            touches=3,
+            rule=rule,
+            **person,
+        )
+        t += rng.randint(1, 72) * H
+        script += [(qualified, t), (LeadAccepted(lead_id=lead, rep_id=rep, respond_by=t + D), t)]
+        if rng.random() < 0.15:
+            script.append(
+                (LeadResponseSlaBreached(lead_id=lead, rep_id=rep, respond_by=t + D), t + D)
+            )
+        for n in range(rng.randint(1, 3)):
+            t += rng.randint(1, 30) * H
+            contacted = LeadContacted(
+                lead_id=lead, rep_id=rep, channel="call", outcome="connected", first_contact=n == 0
+            )
+            script.append((contacted, t))
+        t += rng.randint(1, 10) * D
+        outcome = rng.random()
+        if outcome < 0.35:
+            script.append((LeadRecycled(lead_id=lead, reason=rng.choice(REASONS)), t))
+        elif outcome < 0.6:
+            script.append((LeadDisqualified(lead_id=lead, reason=rng.choice(REASONS)), t))
+        else:
+            script += opportunity(rng, lead, rep, owner, t)
+    return [
+        new_event(data, time=when, correlation_id=str(lead))
+        for data, when in script
+        if when <= datetime.now(UTC)
+    ]
+
+
+def opportunity(
+    rng: random.Random, lead: uuid.UUID, rep: uuid.UUID, owner: uuid.UUID, t: datetime
+) -> list[tuple[EventData, datetime]]:
+    """An SQL's events: created, accepted (perhaps neglected first), won or lost, and after."""
+    opp, amount = uuid.uuid4(), rng.randrange(10, 500) * 100_000
+    contact = Contact(name="Lead", email="lead@example.jp")
+    created = OpportunityCreated(
+        opportunity_id=opp,
+        lead_id=lead,
+        company="Bench KK",
+        contact=contact,
+        estimated_amount=amount,
+        currency="JPY",
+        rep_id=rep,
+    )
+    script: list[tuple[EventData, datetime]] = [(created, t)]
+    if rng.random() < 0.15:
+        t += 2 * D
+        neglected = OpportunityNeglected(opportunity_id=opp, lead_id=lead, accept_by=t)
+        script.append((neglected, t))
+    t += rng.randint(1, 40) * H
+    script.append((OpportunityAccepted(opportunity_id=opp, lead_id=lead, owner_id=owner), t))
+    t += rng.randint(5, 40) * D
+    if rng.random() < 0.55:
+        return [*script, (DealLost(opportunity_id=opp, lead_id=lead, reason="price"), t)]
+    mrr, account = amount // 12, uuid.uuid4()
+    won = DealWon(
+        opportunity_id=opp,
+        lead_id=lead,
+        company="Bench KK",
+        amount=amount,
+        currency="JPY",
+        mrr=mrr,
+        term_months=12,
+        contract_start=t.date(),
+        owner_id=owner,
+    )
+    script.append((won, t))
+    t += rng.randint(5, 30) * D
+    onboarded = CustomerOnboarded(account_id=account, opportunity_id=opp, lead_id=lead)
+    script += [(onboarded, t), (NpsRecorded(account_id=account, score=rng.randint(0, 10)), t + D)]
+    if rng.random() < 0.2:
+        upsell = UpsellWon(account_id=account, mrr_delta=mrr // 5, currency="JPY", product="Pro")
+        script.append((upsell, t + 20 * D))
+    if rng.random() < 0.15:
+        risk = ChurnRisk(
+            account_id=account,
+            lead_id=lead,
+            health_score=30,
+            band="red",
+            reasons=["low usage"],
+            mrr_at_risk=mrr,
+            currency="JPY",
+        )
+        script.append((risk, t + 30 * D))
+        if rng.random() < 0.5:
+            churned = CustomerChurned(account_id=account, mrr_lost=mrr, reason="budget cut")
+            script.append((churned, t + 40 * D))
+    elif rng.random() < 0.3:
+        renewed = ContractRenewed(account_id=account, mrr=mrr + 10_000, previous_mrr=mrr)
+        script.append((renewed, t + 60 * D))
+    return script
+
+
+def funnel(count: int, seed: int = 2026) -> list[Envelope]:
+    """`count` events of leads captured over the last 180 days (and campaign costs), by time."""
+    rng, now = random.Random(seed), datetime.now(UTC)
+    campaigns = [uuid.uuid4() for _ in range(20)]
+    events: list[Envelope] = []
+    while len(events) < count:
+        start = now - timedelta(seconds=rng.randrange(180 * 86_400))
+        events += journey(rng, start, campaigns)
+        if rng.random() < 0.01:
+            day = start.date()
+            cost = CampaignCostRecorded(
+                campaign_id=rng.choice(campaigns),
+                channel=rng.choice(SOURCES),
+                amount=rng.randrange(1, 50) * 100_000,
+                currency="JPY",
+                period_start=day,
+                period_end=min(day + timedelta(days=6), date.today()),
+            )
+            events.append(new_event(cost, time=start))
+    return sorted(events[:count], key=lambda e: e.time)
+
+
+async def publish(bootstrap: str, events: list[Envelope]) -> dict[TopicPartition, int]:
+    """Publish `events` as the services' relays would; the end offset of every partition."""
+    settings = BatonSettings(kafka_bootstrap=bootstrap, kafka_idempotence=False)
+    await ensure_topics(settings, ALL_TOPICS)
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(
+                topic_of(e.source.rsplit("/", 1)[1]),
+                value=e.to_json(),
+                key=e.partitionkey.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode()), ("ce_type", e.type.encode())],
+            )
+            for e in events
+        ]
+        sent = await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    ends: dict[TopicPartition, int] = {}
+    for meta in sent:  # (the embedded broker's ListOffsets lags: the acks tell the truth)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    if sum(ends.values()) != len(events):
+        raise RuntimeError(f"published {len(events)} events, the topics hold {ends}")
+    return ends
+
+
+async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float:
+    """Seconds from the KPI consumer's first fetch (its group joined) until the group has
+    committed every end offset."""
+    engine = create_engine(settings.db_url)
+    await upgrade(engine, "kpi", KPI.migrations)
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        async with run_service(KPI, settings, ServiceMetrics("kpi")) as runtime:
+            assert runtime.consumer is not None
+            await runtime.consumer.assigned.wait()
+            started = time.perf_counter()
+            while True:
+                committed = await admin.list_consumer_group_offsets(
+                    settings.group_id, partitions=list(ends)
+                )
+                if all(tp in committed and committed[tp].offset >= e for tp, e in ends.items()):
+                    elapsed = time.perf_counter() - started
+                    break
+                await asyncio.sleep(POLL_S)
+        async with engine.connect() as connection:
+            inbox = select(func.count()).select_from(InboxRow)
+            handled = (await connection.execute(inbox)).scalar()
+        if handled != sum(ends.values()):
+            raise RuntimeError(f"the inbox holds {handled} events of {sum(ends.values())}")
+        return elapsed
+    finally:
+        await admin.close()
+        await engine.dispose()
+
+
+async def time_raw(settings: Settings, count: int) -> float:
+    """Seconds a plain consumer in a new group takes, from its first fetch, to parse `count`
+    events."""
+    consumer = create_consumer(settings, f"bench.raw.{uuid.uuid4().hex[:8]}")
+    consumer.subscribe(list(TOPICS))
+    await consumer.start()
+    try:
+        parsed, started = 0, None
+        while parsed < count:
+            batch = await consumer.getmany(timeout_ms=500, max_records=settings.consumer_batch_size)
+            if started is None and consumer.assignment():
+                started = time.perf_counter()
+            for records in batch.values():
+                parsed += len([orjson.loads(r.value) for r in records if r.value is not None])
+        assert started is not None
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def one_round(
+    url: str, bootstrap: str, tmp: Path, ends: dict[TopicPartition, int], first: str
+) -> tuple[float, float]:
+    """Events/s of the KPI service and of the raw consumer, on a fresh database."""
+    settings = Settings(
+        database_url=url,
+        kafka_bootstrap=bootstrap,
+        kafka_idempotence=False,
+        data_dir=tmp,
+        jwt_secret=SECRET,
+        consumer_group_suffix=f"-bench-{uuid.uuid4().hex[:8]}",
+    )
+    count = sum(ends.values())
+    if first == "raw":
+        raw_s = await time_raw(settings, count)
+        kpi_s = await time_kpi(settings, ends)
+    else:
+        kpi_s = await time_kpi(settings, ends)
+        raw_s = await time_raw(settings, count)
+    return count / kpi_s, count / raw_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    results = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
+        EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
+    ):
+        events = funnel(args.events)
+        ends = uvloop.run(publish(broker.bootstrap, events))
+        for db in dbs:
+            kpi, raw = [], []
+            for n in range(args.rounds):
+                first = "raw" if n % 2 else "kpi"
+                with database(db, Path(name)) as url:
+                    rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), ends, first))
+                kpi.append(rates[0])
+                raw.append(rates[1])
+                print(
+                    f"{db} round {n + 1}: kpi {rates[0]:,.0f}/s, raw {rates[1]:,.0f}/s",
+                    file=sys.stderr,
+                )
+            results[db] = statistics.median(kpi), statistics.median(raw)
+    print_ratios(
+        f"KPI ingest, {args.events:,} funnel events, median of {args.rounds} rounds",
+        ("KPI events/s", "raw events/s"),
+        results,
+        TARGET,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Outbox relay throughput: rows published per second by the real `OutboxRelay` of the marketing
+service (default settings: up to 500 rows per lane and pass, 8 lanes; metrics on, as `baton
+serve` runs it), against a raw aiokafka batched produce of the same bytes (same keys, headers and
+producer options, every `send` queued before awaiting the acks) to a topic with as many
+partitions, on the same embedded broker, in the same run. Each round writes N pending
+LeadCaptured rows with the real Outbox writer (`emit_many`, 10,000 rows a transaction), then
+times the relay from its start until no row is pending, and the raw produce from the producer's
+start until every send is acknowledged.
+Rows/s, median over rounds (the order of the two sides alternates). Target: relay >= 50% of raw.
+
+    .venv/bin/python -m bench.relay [--db sqlite|postgres|both] [--events 50000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvloop
+from sqlalchemy import select
+
+from baton.broker import EmbeddedBroker
+from bench.fleet import SECRET, postgres_database, print_ratios
+from services.marketing.app import SPEC as MARKETING
+from services.marketing.settings import Settings
+from shared.bus import create_producer, ensure_topics
+from shared.db import create_engine, session_factory
+from shared.events import CONTENT_TYPE, LeadCaptured, LeadSource
+from shared.metrics import ServiceMetrics
+from shared.migrations import upgrade
+from shared.outbox import Outbox, OutboxRelay, OutboxRow
+
+TARGET = 0.50
+CHUNK = 10_000  # rows per insert transaction
+POLL_S = 0.01
+SOURCES: tuple[LeadSource, ...] = LeadSource.__args__  # type: ignore[attr-defined]
+TITLES = ("CTO", "Head of Sales", "Engineer", None)
+CAMPAIGNS = [uuid.uuid4() for _ in range(20)]
+
+
+def leads(count: int, seed: int) -> list[tuple[LeadCaptured, datetime]]:
+    """`count` LeadCaptured events as the marketing service writes them, over the last 90 days."""
+    rng, now = random.Random(seed), datetime.now(UTC)
+    out = []
+    for n in range(count):
+        campaign = rng.choice(CAMPAIGNS) if rng.random() < 0.6 else None
+        data = LeadCaptured(
+            lead_id=uuid.uuid4(),
+            email=f"lead-{seed}-{n}@example.jp",
+            name=f"Lead {n}",
+            company=f"Company {rng.randrange(2000)} KK",
+            title=rng.choice(TITLES),
+            source=rng.choice(SOURCES),
+            campaign_id=campaign,
+        )
+        out.append((data, now - timedelta(seconds=rng.randrange(90 * 86_400))))
+    return out
+
+
+async def write_pending(
+    settings: Settings, topic: str, count: int, seed: int
+) -> list[tuple[bytes, bytes, bytes]]:
+    """Write `count` pending rows for `topic`; their (key, value, type)."""
+    engine = create_engine(settings.db_url)
+    try:
+        await upgrade(engine, "marketing", MARKETING.migrations)
+        sessions, outbox = session_factory(engine), Outbox(topic, settings.outbox_lanes)
+        async with sessions() as session, session.begin():
+            events = leads(count, seed)
+        for start in range(0, count, CHUNK):
+            async with sessions() as session, session.begin():
+                await outbox.emit_many(session, events[start : start + CHUNK])
+        async with sessions() as session:
+            rows = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
+            return [(r.key.encode(), r.payload.encode(), r.event_type.encode()) for r in rows]
+    finally:
+        await engine.dispose()
+
+
+async def time_relay(settings: Settings) -> float:
+    """Seconds the relay takes, from its start, until no row is pending."""
+    engine = create_engine(settings.db_url)
+    try:
+        sessions = session_factory(engine)
+        pending = select(OutboxRow.id).where(OutboxRow.published_at.is_(None)).limit(1)
+        relay = OutboxRelay(settings, sessions, ServiceMetrics("marketing"))
+        started = time.perf_counter()
+        relay.start()
+        try:
+            while True:
+                async with sessions() as session:
+                    if (await session.scalar(pending)) is None:
+                        return time.perf_counter() - started
+                await asyncio.sleep(POLL_S)
+        finally:
+            await relay.stop()
+    finally:
+        await engine.dispose()
+
+
+async def time_raw(settings: Settings, topic: str, rows: list[tuple[bytes, bytes, bytes]]) -> float:
+    """Seconds a plain producer takes, from its start, to have every row acknowledged."""
+    content_type = ("content-type", CONTENT_TYPE.encode())
+    started = time.perf_counter()
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(
+                topic, value=value, key=key, headers=[content_type, ("ce_type", event_type)]
+            )
+            for key, value, event_type in rows
+        ]
+        await asyncio.gather(*pending)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def one_round(
+    url: str, bootstrap: str, tmp: Path, events: int, seed: int
+) -> tuple[float, float]:
+    """Rows/s of the relay and of the raw produce on a fresh database and fresh topics."""
+    settings = Settings(
+        database_url=url,
+        kafka_bootstrap=bootstrap,
+        kafka_idempotence=False,
+        data_dir=tmp,
+        jwt_secret=SECRET,
+    )
+    relay_topic, raw_topic = (f"bench.relay.{uuid.uuid4().hex[:8]}" for _ in range(2))
+    await ensure_topics(settings, [relay_topic, raw_topic])
+    rows = await write_pending(settings, relay_topic, events, seed)
+    if seed % 2:  # alternate which side goes first
+        raw_s = await time_raw(settings, raw_topic, rows)
+        relay_s = await time_relay(settings)
+    else:
+        relay_s = await time_relay(settings)
+        raw_s = await time_raw(settings, raw_topic, rows)
+    return events / relay_s, events / raw_s
+
+
+@contextlib.contextmanager
+def database(db: str, tmp: Path) -> Iterator[str]:
+    """A fresh database URL of kind `db` (a PostgreSQL one is dropped on exit)."""
+    if db == "postgres":
+        with postgres_database() as url:
+            yield url
+    else:
+        yield f"sqlite+aiosqlite:///{tmp / f'marketing-{uuid.uuid4().hex[:6]}.db'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    results = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
+        EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
+    ):
+        for db in dbs:
+            relay, raw = [], []
+            for n in range(args.rounds):
+                with database(db, Path(name)) as url:
+                    rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), args.events, n))
+                relay.append(rates[0])
+                raw.append(rates[1])
+                print(
+                    f"{db} round {n + 1}: relay {rates[0]:,.0f}/s, raw {rates[1]:,.0f}/s",
+                    file=sys.stderr,
+                )
+            results[db] = statistics.median(relay), statistics.median(raw)
+    print_ratios(
+        f"outbox relay, {args.events:,} LeadCaptured rows, median of {args.rounds} rounds",
+        ("relay rows/s", "raw rows/s"),
+        results,
+        TARGET,
+    )
+
+
+if __name__ == "__main__":
+    main()
