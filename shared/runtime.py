@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -28,3 +29,5 @@ class Runtime:
     consumer: InboxConsumer | None = None
     # Held by operations that must not overlap (e.g. a read model rebuild).
     maintenance: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A service's own per-process objects, by name (e.g. the KPI service's result cache).
+    extensions: dict[str, Any] = field(default_factory=dict)

@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from services.kpi import meeting, rebuild, service
 from services.kpi.formulas import DEPARTMENTS
 from services.kpi.pages import render_meeting
 from services.kpi.periods import Granularity, default_range, iso_week, local_day, split
+from services.kpi.results import cache_of
 from services.kpi.schemas import (
     BatonMeeting,
     Filters,
@@ -82,7 +83,9 @@ async def _report(
 ) -> KpiReport:
     settings = _settings(runtime)
     scope = _scope(settings, start, end, granularity, source, campaign_id)
-    result = await service.kpis(session, settings.rules(), scope, granularity, departments)
+    result = await service.kpis(
+        session, settings.rules(), scope, granularity, departments, cache_of(runtime)
+    )
     notes = []
     if result["unconverted_amounts"]:
         notes.append(
@@ -104,7 +107,7 @@ async def _report(
     )
 
 
-@router.get("/kpis", dependencies=[READ], response_model_exclude_unset=True)
+@router.get("/kpis", dependencies=[READ], response_model=KpiReport)
 async def all_kpis(
     runtime: RuntimeDep,
     session: SessionDep,
@@ -113,14 +116,14 @@ async def all_kpis(
     granularity: Granularity = Granularity.week,
     source: LeadSource | None = None,
     campaign_id: CampaignId = None,
-) -> KpiReport:
+) -> Response:
     """Every department's KPIs and the shared ones, per day, ISO week or month, by event time."""
-    return await _report(
-        runtime, session, start, end, granularity, source, campaign_id, DEPARTMENTS
+    return _json(
+        await _report(runtime, session, start, end, granularity, source, campaign_id, DEPARTMENTS)
     )
 
 
-@router.get("/kpis/{department}", dependencies=[READ], response_model_exclude_unset=True)
+@router.get("/kpis/{department}", dependencies=[READ], response_model=KpiReport)
 async def department_kpis(
     department: Department,
     runtime: RuntimeDep,
@@ -130,11 +133,18 @@ async def department_kpis(
     granularity: Granularity = Granularity.week,
     source: LeadSource | None = None,
     campaign_id: CampaignId = None,
-) -> KpiReport:
+) -> Response:
     """One department's KPIs (or `shared`)."""
-    return await _report(
-        runtime, session, start, end, granularity, source, campaign_id, (department,)
+    return _json(
+        await _report(runtime, session, start, end, granularity, source, campaign_id, (department,))
     )
+
+
+def _json(report: KpiReport) -> Response:
+    """`report` as FastAPI would send it (by alias, unset fields left out), serialized once: a
+    returned model would be dumped, validated again and serialized."""
+    body = report.model_dump_json(by_alias=True, exclude_unset=True)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/funnel", dependencies=[READ])

@@ -8,10 +8,11 @@ A KPI whose denominator is empty is None, never 0 and never an error.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.kpi.ordered import Ascending
 
 AVERAGE_MONTH_DAYS = 365.25 / 12
 DEPARTMENTS = ("marketing", "inside_sales", "field_sales", "customer_success", "shared")
@@ -45,15 +46,26 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 6)
 
 
+def _ascending(values: Sequence[float]) -> Sequence[float]:
+    return values if isinstance(values, Ascending) else sorted(values)
+
+
 def median(values: Sequence[float]) -> float | None:
-    return round(statistics.median(values), 4) if values else None
+    """The middle value, or the mean of the two middle ones (as `statistics.median`)."""
+    if not values:
+        return None
+    ordered = _ascending(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return round(ordered[middle], 4)
+    return round((ordered[middle - 1] + ordered[middle]) / 2, 4)
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile: the smallest value with at least `pct`% of values at or below."""
     if not values:
         return None
-    ordered = sorted(values)
+    ordered = _ascending(values)
     rank = max(math.ceil(pct / 100 * len(ordered)), 1)
     return round(ordered[rank - 1], 4)
 

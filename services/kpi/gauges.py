@@ -12,6 +12,7 @@ from prometheus_client import Gauge
 from services.kpi.formulas import DEPARTMENTS
 from services.kpi.meeting import flatten
 from services.kpi.periods import Granularity, bucket_start, local_day, next_bucket
+from services.kpi.results import cache_of
 from services.kpi.service import Scope, kpis
 from services.kpi.settings import Settings
 from shared.runtime import Runtime
@@ -28,7 +29,9 @@ async def refresh_gauges(gauge: Gauge, runtime: Runtime) -> None:
         start = bucket_start(today, granularity)
         scope = Scope(start, next_bucket(start, granularity))
         async with runtime.sessions() as session:
-            report = await kpis(session, settings.rules(), scope, granularity, DEPARTMENTS)
+            report = await kpis(
+                session, settings.rules(), scope, granularity, DEPARTMENTS, cache_of(runtime)
+            )
         for department, values in report["total"]["kpis"].items():
             samples += [
                 ((department, name, granularity.value), value)

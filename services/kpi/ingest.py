@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,9 +21,16 @@ from services.kpi.facts import (
 )
 from services.kpi.models import LeadFact, OpportunityFact
 from services.kpi.periods import local_day
+from services.kpi.service import SAMPLES
 from services.kpi.settings import Settings
 from shared.events import Envelope, EventData
 from shared.settings import ServiceSettings
+
+# The milestones that date each kind of fact's duration samples (a median's inputs).
+DATED_BY = {
+    table: tuple(milestone for kind, milestone, _ in SAMPLES if kind is table)
+    for table in (LeadFact, OpportunityFact)
+}
 
 
 def journey_lead(envelope: Envelope) -> str | None:
@@ -40,7 +47,8 @@ class ReadModel:
     The facts the transaction's events touch are loaded together before they are handled, and
     the daily totals are moved together before the commit: a fact row's contributions depend on
     the row alone, so the totals move by what each changed row contributes at the end of the
-    transaction less what it contributed at its start.
+    transaction less what it contributed at its start. The days a changed row reads on, before
+    and after, get a new revision, so that KPI results cached for them are worked out again.
     """
 
     def __init__(self, session: AsyncSession, rules: Rules) -> None:
@@ -51,9 +59,12 @@ class ReadModel:
         self._leads: dict[str, LeadFact | None] = {}
         self._opportunities: dict[str, OpportunityFact | None] = {}
         self._opportunities_of: dict[str, list[OpportunityFact]] = {}
-        # Rows changed in this transaction, with their contributions before the first change.
-        self._changed_leads: dict[str, tuple[LeadFact, Contributions]] = {}
-        self._changed_opportunities: dict[str, tuple[OpportunityFact, Contributions]] = {}
+        # Rows changed in this transaction, with their contributions and the days they read on
+        # before the first change.
+        self._changed_leads: dict[str, tuple[LeadFact, Contributions, set[date]]] = {}
+        self._changed_opportunities: dict[
+            str, tuple[OpportunityFact, Contributions, set[date]]
+        ] = {}
         self._totals: Contributions = Counter()
         self._reasons: list[dict[str, Any]] = []
 
@@ -70,13 +81,20 @@ class ReadModel:
         await self._load(lead_ids, opportunity_ids)
 
     async def finish(self) -> None:
-        """Move the daily totals by the transaction's changes, write its reasons."""
+        """Move the daily totals by the transaction's changes, write its reasons, and move on
+        the revision of every day the transaction changed."""
         totals = self._totals
-        for lead, before in self._changed_leads.values():
-            totals.update(difference(before, lead_contributions(lead, self.rules)))
-        for opportunity, before in self._changed_opportunities.values():
-            totals.update(difference(before, opportunity_contributions(opportunity, self.rules)))
+        days = {key.day for key in totals}
+        for lead, before, before_days in self._changed_leads.values():
+            after = lead_contributions(lead, self.rules)
+            totals.update(difference(before, after))
+            days |= before_days | self._days(lead, after)
+        for opportunity, before, before_days in self._changed_opportunities.values():
+            after = opportunity_contributions(opportunity, self.rules)
+            totals.update(difference(before, after))
+            days |= before_days | self._days(opportunity, after)
         await repository.add_totals(self.session, totals)
+        await repository.touch_days(self.session, days)
         await repository.add_reasons(self.session, self._reasons)
 
     async def change_lead(self, lead_id: str, change: Callable[[LeadFact], None]) -> None:
@@ -85,7 +103,8 @@ class ReadModel:
         if lead is None:
             lead = self._leads[lead_id] = repository.new_lead(self.session, lead_id)
         if lead_id not in self._changed_leads:
-            self._changed_leads[lead_id] = (lead, lead_contributions(lead, self.rules))
+            before = lead_contributions(lead, self.rules)
+            self._changed_leads[lead_id] = (lead, before, self._days(lead, before))
         dimensions = (lead.source, lead.campaign_id)
         change(lead)
         if (lead.source, lead.campaign_id) != dimensions:
@@ -110,7 +129,11 @@ class ReadModel:
     ) -> None:
         if opportunity.opportunity_id not in self._changed_opportunities:
             before = opportunity_contributions(opportunity, self.rules)
-            self._changed_opportunities[opportunity.opportunity_id] = (opportunity, before)
+            self._changed_opportunities[opportunity.opportunity_id] = (
+                opportunity,
+                before,
+                self._days(opportunity, before),
+            )
         change(opportunity)
 
     def count(
@@ -136,6 +159,14 @@ class ReadModel:
                 "occurred_at": at,
             }
         )
+
+    def _days(self, row: LeadFact | OpportunityFact, contributions: Contributions) -> set[date]:
+        """The days `row` counts on, and those its duration samples are dated on."""
+        days = {key.day for key in contributions}
+        for milestone in DATED_BY[type(row)]:
+            if (at := getattr(row, milestone)) is not None:
+                days.add(local_day(at, self.rules.tz))
+        return days
 
     async def _lead(self, lead_id: str) -> LeadFact | None:
         """The lead's facts; None if it is not known yet."""

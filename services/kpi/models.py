@@ -103,6 +103,16 @@ class DailyTotal(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DayRevision(Base):
+    """How often the facts or totals dated on one local day have changed: a KPI result computed
+    from days whose revisions have not moved since is still right (see `services.kpi.results`)."""
+
+    __tablename__ = "day_revisions"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ReadModelState(Base):
     """The read model's generation: a rebuild starts a new one, read by a new consumer group."""
 
@@ -114,4 +124,4 @@ class ReadModelState(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-READ_MODEL_TABLES = (LeadFact, OpportunityFact, ReasonFact, DailyTotal)
+READ_MODEL_TABLES = (LeadFact, OpportunityFact, ReasonFact, DailyTotal, DayRevision)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, Select, delete, extract, func, or_, select
+from sqlalchemy import BigInteger, Select, bindparam, delete, extract, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from services.kpi.facts import Contributions
 from services.kpi.models import (
     READ_MODEL_TABLES,
     DailyTotal,
+    DayRevision,
     LeadFact,
     OpportunityFact,
     ReadModelState,
@@ -106,6 +108,40 @@ async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
         await session.execute(statement, rows)
 
 
+async def touch_days(session: AsyncSession, days: Collection[date]) -> None:
+    """Move on the revision of each of `days` (in order: concurrent writers lock them alike)."""
+    if not days:
+        return
+    table = DayRevision.__table__
+    statement = _insert(session)(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day"], set_={"revision": table.c.revision + 1}
+    )
+    await session.execute(statement, [{"day": day, "revision": 1} for day in sorted(days)])
+
+
+async def day_revisions(
+    session: AsyncSession, start: date, end: date
+) -> tuple[int, int, list[tuple[date, int]]]:
+    """The read model's generation, the sum of the revisions of every day before `start`, and
+    the revisions of the days in `[start, end)` that have one, in day order."""
+    connection = await session.connection()  # plain statements: no ORM layer per query
+    generation = select(ReadModelState.generation).where(ReadModelState.id == 1).scalar_subquery()
+    before = (
+        select(func.coalesce(func.sum(DayRevision.revision), 0).cast(BigInteger))
+        .where(DayRevision.day < start)
+        .scalar_subquery()
+    )
+    first = (await connection.execute(select(generation, before))).one()
+    query = (
+        select(DayRevision.day, DayRevision.revision)
+        .where(DayRevision.day >= start, DayRevision.day < end)
+        .order_by(DayRevision.day)
+    )
+    days = [(day, int(revision)) for day, revision in await connection.execute(query)]
+    return first[0] or 0, int(first[1] or 0), days
+
+
 def _filtered(query: Q, source: str | None, campaign_id: str | None) -> Q:
     if source is not None:
         query = query.where(DailyTotal.source == source)
@@ -127,7 +163,7 @@ async def daily_totals(
         campaign_id,
     )
     days: dict[date, Counter[str]] = {}
-    for day, metric, value in await session.execute(query):
+    for day, metric, value in await (await session.connection()).execute(query):
         days.setdefault(day, Counter())[metric] += int(value)
     return days
 
@@ -181,9 +217,9 @@ async def deals_won(
     return (await session.scalars(query)).all()
 
 
-def _epoch_us(session: AsyncSession, column: Any) -> Any:
+def _epoch_us(dialect: str, column: Any) -> Any:
     """`column`, a time, in whole microseconds since 1970 UTC, worked out by the database."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         return (extract("epoch", column) * 1_000_000).cast(BigInteger)  # exact: a numeric
     # SQLite holds UTC times as text, 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime('%s') would round
     # the fraction, so the seconds and the microseconds are read apart.
@@ -191,11 +227,38 @@ def _epoch_us(session: AsyncSession, column: Any) -> Any:
     return seconds * 1_000_000 + func.substr(column, 21, 6).cast(BigInteger)
 
 
-def _length_us(session: AsyncSession, earlier: Any, later: Any) -> Any:
+def _length_us(dialect: str, earlier: Any, later: Any) -> Any:
     """The time from `earlier` to `later` in whole microseconds (exact), NULL if either is."""
-    if session.get_bind().dialect.name == "postgresql":  # one numeric, not two
+    if dialect == "postgresql":  # one numeric, not two
         return (extract("epoch", later - earlier) * 1_000_000).cast(BigInteger)
-    return _epoch_us(session, later) - _epoch_us(session, earlier)
+    return _epoch_us(dialect, later) - _epoch_us(dialect, earlier)
+
+
+@functools.cache
+def _milestone_intervals_query(
+    dialect: str,
+    table: type[LeadFact] | type[OpportunityFact],
+    milestone: str,
+    intervals: tuple[tuple[str, str], ...],
+    by_source: bool,
+    by_campaign: bool,
+) -> AnySelect:
+    """The statement of `milestone_intervals`, built once per shape (parameters bound later)."""
+    at = getattr(table, milestone)
+    lengths = (
+        _length_us(dialect, getattr(table, earlier), getattr(table, later))
+        for earlier, later in intervals
+    )
+    query = (
+        select(_epoch_us(dialect, at), *lengths)
+        .where(at >= bindparam("start"), at < bindparam("end"))
+        .order_by(at)
+    )
+    if by_source:
+        query = query.where(table.source == bindparam("source"))
+    if by_campaign:
+        query = query.where(table.campaign_id == bindparam("campaign_id"))
+    return query
 
 
 async def milestone_intervals(
@@ -211,17 +274,16 @@ async def milestone_intervals(
     """Per fact row of `table` whose `milestone` falls in `[start, end)`, in milestone order:
     the milestone, then for each `(earlier, later)` of `intervals` the time from one to the other
     (None when either is unknown), in whole microseconds."""
-    at = getattr(table, milestone)
-    lengths = (
-        _length_us(session, getattr(table, earlier), getattr(table, later))
-        for earlier, later in intervals
+    query = _milestone_intervals_query(
+        session.get_bind().dialect.name,
+        table,
+        milestone,
+        tuple(intervals),
+        source is not None,
+        campaign_id is not None,
     )
-    query = select(_epoch_us(session, at), *lengths).where(at >= start, at < end).order_by(at)
-    if source is not None:
-        query = query.where(table.source == source)
-    if campaign_id is not None:
-        query = query.where(table.campaign_id == campaign_id)
-    rows = (await session.execute(query)).all()
+    parameters = {"start": start, "end": end, "source": source, "campaign_id": campaign_id}
+    rows = (await (await session.connection()).execute(query, parameters)).all()
     return cast(Sequence[tuple[int, *tuple[int | None, ...]]], rows)
 
 

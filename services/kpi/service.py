@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,7 +22,9 @@ from services.kpi.formulas import (
     ratio,
 )
 from services.kpi.models import LeadFact, OpportunityFact
+from services.kpi.ordered import Ascending
 from services.kpi.periods import Granularity, Period, day_start, local_day, split
+from services.kpi.results import DayData, PeriodResult, ResultCache, Revisions, ScopeResults
 
 BALANCE_METRICS = (
     "deals_won",
@@ -95,6 +98,8 @@ SAMPLES: tuple[tuple[type[LeadFact] | type[OpportunityFact], str, Any], ...] = (
     (LeadFact, "won_at", (("sql_to_won", ("sql_at", "won_at"), DAY),)),
     (OpportunityFact, "won_at", (("sales_cycle_days", ("created_at", "won_at"), DAY),)),
 )
+KINDS = tuple(kind for _, _, kinds in SAMPLES for kind, _, _ in kinds)
+VELOCITY_STAGES = ("lead_to_mql", "mql_to_sql", "sql_to_won")
 
 
 async def _samples(session: AsyncSession, scope: Scope, rules: Rules) -> Samples:
@@ -126,18 +131,19 @@ async def _samples(session: AsyncSession, scope: Scope, rules: Rules) -> Samples
 
 
 def _period_facts(
-    period: Period, totals: Counter[str], opening: Counter[str], samples: Samples, filtered: bool
+    period: Period,
+    totals: Counter[str],
+    opening: Counter[str],
+    samples: Mapping[str, Ascending],
+    filtered: bool,
 ) -> PeriodFacts:
     return PeriodFacts(
         days=period.days,
         totals=totals,
         opening=opening,
-        response_hours=samples.within("response_hours", period),
-        sales_cycle_days=samples.within("sales_cycle_days", period),
-        velocity_days={
-            stage: samples.within(stage, period)
-            for stage in ("lead_to_mql", "mql_to_sql", "sql_to_won")
-        },
+        response_hours=samples["response_hours"],
+        sales_cycle_days=samples["sales_cycle_days"],
+        velocity_days={stage: samples[stage] for stage in VELOCITY_STAGES},
         filtered=filtered,
     )
 
@@ -152,39 +158,111 @@ async def kpis(
     scope: Scope,
     granularity: Granularity,
     departments: Sequence[str],
+    cache: ResultCache | None = None,
 ) -> dict[str, Any]:
-    """The KPIs of `departments` per period of `granularity`, and over the whole range."""
+    """The KPIs of `departments` per period of `granularity`, and over the whole range.
+
+    With a `cache`, only the days whose revision moved since it kept them are read from the
+    database; a period none of whose days (nor any day before it) moved is taken as it was.
+    """
     periods = split(scope.start, scope.end, granularity)
-    days = await repository.daily_totals(
-        session, scope.start, scope.end, scope.source, scope.campaign_id
+    revisions = Revisions(*await repository.day_revisions(session, scope.start, scope.end))
+    kept = (cache if cache is not None else ResultCache()).scope(
+        (rules.tz.key, scope, granularity, tuple(departments)), revisions.generation
     )
-    opening = await repository.totals_before(session, scope.start, BALANCE_METRICS)
-    samples = await _samples(session, scope, rules)
+    if kept.opening is None or kept.opening[0] != revisions.before:
+        opening = await repository.totals_before(session, scope.start, BALANCE_METRICS)
+        kept.opening = (revisions.before, opening)
+    opening = kept.opening[1]
+    await _read_days(session, rules, scope, revisions, kept)
+    period_revisions = revisions.through([period.end for period in periods])
+    # The periods are contiguous: each one's own days are those before its end and not before
+    # the previous one's.
+    own_revisions = [
+        end - start
+        for start, end in zip(
+            [revisions.before, *period_revisions[:-1]], period_revisions, strict=True
+        )
+    ]
     running, all_totals = Counter(opening), Counter[str]()
-    rows = []
-    for period, totals in zip(periods, _per_period(periods, days), strict=True):
-        facts = _period_facts(period, totals, Counter(running), samples, scope.filtered)
-        rows.append(_period_row(period, _kpis_of(departments, facts)))
-        running.update({metric: totals[metric] for metric in BALANCE_METRICS})
-        all_totals.update(totals)
-    whole = Period(scope.start, scope.end, "total")
-    total_facts = _period_facts(whole, all_totals, opening, samples, scope.filtered)
+    results, rows = [], []
+    for period, own, revision in zip(periods, own_revisions, period_revisions, strict=True):
+        result = kept.periods.get(period.start)
+        if result is None or result.data_revision != own:
+            result = kept.periods[period.start] = _period_data(period, own, kept.days)
+        if result.row_revision != revision:
+            ordered = {kind: Ascending([values]) for kind, values in result.samples.items()}
+            facts = _period_facts(period, result.totals, Counter(running), ordered, scope.filtered)
+            result.row = _period_row(period, _kpis_of(departments, facts))
+            result.row_revision = revision
+        results.append(result)
+        rows.append(result.row)
+        running.update({metric: result.totals[metric] for metric in BALANCE_METRICS})
+        all_totals.update(result.totals)
+    if kept.total is None or kept.total[0] != period_revisions[-1]:
+        whole = Period(scope.start, scope.end, "total")
+        union = {kind: Ascending(kept.runs(kind, results)) for kind in KINDS}
+        facts = _period_facts(whole, all_totals, opening, union, scope.filtered)
+        kept.total = (period_revisions[-1], _period_row(whole, _kpis_of(departments, facts)))
+    if cache is not None:
+        cache.trim()
     return {
         "periods": rows,
-        "total": _period_row(whole, _kpis_of(departments, total_facts)),
+        "total": kept.total[1],
         "unconverted_amounts": all_totals.get("unconverted_amounts", 0),
     }
 
 
-def _per_period(periods: Sequence[Period], days: dict[date, Counter[str]]) -> list[Counter[str]]:
-    """The daily totals summed per period (`periods` in order, each day in one at most)."""
-    starts = [period.start for period in periods]
-    out = [Counter[str]() for _ in periods]
-    for day, values in days.items():
-        index = bisect.bisect_right(starts, day) - 1
-        if index >= 0 and day < periods[index].end:
-            out[index].update(values)
-    return out
+async def _read_days(
+    session: AsyncSession, rules: Rules, scope: Scope, revisions: Revisions, kept: ScopeResults
+) -> None:
+    """Read the totals and samples of the scope's days that `kept` lacks or holds at an older
+    revision, each run of adjacent days in one go."""
+    revision_of = dict(revisions.days)
+    stale = [
+        day
+        for day in _days(scope.start, scope.end)
+        if (data := kept.days.get(day)) is None or data.revision != revision_of.get(day, 0)
+    ]
+    for first, end in _runs(stale):
+        part = Scope(first, end, scope.source, scope.campaign_id)
+        totals = await repository.daily_totals(session, first, end, part.source, part.campaign_id)
+        samples = await _samples(session, part, rules)
+        for day in _days(first, end):
+            within = Period(day, day + timedelta(days=1), "")
+            kept.days[day] = DayData(
+                revision_of.get(day, 0),
+                totals.get(day, Counter()),
+                {kind: samples.within(kind, within) for kind in KINDS},
+            )
+
+
+def _period_data(period: Period, revision: int, days: Mapping[date, DayData]) -> PeriodResult:
+    """A period's totals and samples, from its days'."""
+    parts = [days[day] for day in _days(period.start, period.end)]
+    totals = Counter[str]()
+    for part in parts:
+        totals.update(part.totals)
+    samples = {
+        kind: sorted(itertools.chain.from_iterable(part.samples[kind] for part in parts))
+        for kind in KINDS
+    }
+    return PeriodResult(revision, totals, samples)
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days)]
+
+
+def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
+    """`days` (ascending) as runs of consecutive days, each `(first, day after the last)`."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + timedelta(days=1))
+        else:
+            runs.append((day, day + timedelta(days=1)))
+    return runs
 
 
 def _period_row(period: Period, values: dict[str, Any]) -> dict[str, Any]:
