@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.fleet import SECRET, fleet, postgres_database
+from bench.fleet import SECRET, add_database_option, chosen_databases, fleet, postgres_database
 from services.marketing import domain
 from shared.auth import mint_token
 from shared.events.catalog import LeadSource
@@ -213,12 +213,12 @@ def measure(db: str, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    add_database_option(parser)
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--copy", action="store_true", help="also time COPY (PostgreSQL)")
     args = parser.parse_args()
-    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    dbs = chosen_databases(args)
     results = {db: measure(db, args) for db in dbs}
     print(f"POST /v1/leads/import, {args.leads} leads (CSV), median of {args.rounds} rounds")
     print(f"{'database':<10}{'import/s':>10}{'raw/s':>10}{'ratio':>7}{'relay s':>9}  target")

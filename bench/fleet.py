@@ -3,8 +3,10 @@ on free ports and a temporary data dir, for the benchmarks."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import math
 import os
 import tempfile
 import uuid
@@ -20,6 +22,21 @@ from shared.settings import ALL_TOPICS, SERVICES, BatonSettings
 
 SECRET = "bench-secret-" + "x" * 40
 PG_DSN = os.environ.get("BATON_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASES = ("sqlite", "postgres")
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", choices=(*DATABASES, "both"), default="both")
+
+
+def chosen_databases(args: argparse.Namespace) -> tuple[str, ...]:
+    """The databases `--db` asks for, in order."""
+    return DATABASES if args.db == "both" else (args.db,)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)]  # nearest rank
 
 
 @contextlib.contextmanager
@@ -92,3 +109,14 @@ def postgres_database() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def database(db: str, tmp: Path, service: str) -> Iterator[str]:
+    """A fresh database URL of kind `db` for `service`: a throw-away PostgreSQL database
+    (dropped on exit) or a new SQLite file in `tmp`."""
+    if db == "postgres":
+        with postgres_database() as url:
+            yield url
+    else:
+        yield f"sqlite+aiosqlite:///{tmp / f'{service}-{uuid.uuid4().hex[:6]}.db'}"

@@ -9,27 +9,21 @@ Field Sales).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import math
 import statistics
-import sys
 import time
 import uuid
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.fleet import SECRET, fleet
+from bench.fleet import SECRET, fleet, percentile
 from shared.auth import ADMIN_SCOPE, mint_token
 from shared.settings import BatonSettings
 
 POLL_S = 0.002
 MQL_ACTIVITIES = ("demo_request", "webinar_attended", "pricing_page_view")  # 85 points, 3 touches
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)]  # nearest rank
 
 
 async def visible(client: httpx.AsyncClient, url: str) -> float:
@@ -129,4 +123,6 @@ def main(leads: int = 1000) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("leads", type=int, nargs="?", default=1000)
+    main(parser.parse_args().leads)

@@ -37,8 +37,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 
 from baton.broker import EmbeddedBroker
-from bench.fleet import SECRET, print_ratios
-from bench.relay import database
+from bench.fleet import (
+    SECRET,
+    add_database_option,
+    chosen_databases,
+    database,
+    print_ratios,
+)
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import Settings
 from shared.app import run_service
@@ -333,11 +338,11 @@ async def one_round(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    add_database_option(parser)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    dbs = chosen_databases(args)
     results = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
@@ -349,7 +354,7 @@ def main() -> None:
             kpi, raw = [], []
             for n in range(args.rounds):
                 first = "raw" if n % 2 else "kpi"
-                with database(db, Path(name)) as url:
+                with database(db, Path(name), "kpi") as url:
                     rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), ends, first))
                 kpi.append(rates[0])
                 raw.append(rates[1])

@@ -58,8 +58,15 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.broker import free_port
-from bench.fleet import SECRET, fleet, postgres_database, rss_mb
-from bench.handoff_latency import percentile
+from bench.fleet import (
+    SECRET,
+    add_database_option,
+    chosen_databases,
+    database,
+    fleet,
+    percentile,
+    rss_mb,
+)
 from services.kpi import repository
 from services.kpi.app import SPEC as KPI
 from services.kpi.facts import (
@@ -624,7 +631,7 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    add_database_option(parser)
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--warmups", type=int, default=3)
@@ -632,15 +639,10 @@ def main() -> None:
     parser.add_argument("--source", choices=SOURCES, default="webinar")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
-    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     results = {}
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as name:
-        for db in dbs:
-            if db == "postgres":
-                with postgres_database() as url:
-                    results[db] = run(db, url, args, Path(name))
-            else:
-                url = f"sqlite+aiosqlite:///{Path(name) / 'kpi.db'}"
+        for db in chosen_databases(args):
+            with database(db, Path(name), "kpi") as url:
                 results[db] = run(db, url, args, Path(name))
     report(results, args)
 

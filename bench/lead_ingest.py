@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from baton.broker import free_port
-from bench.fleet import SECRET, fleet, postgres_database
+from bench.fleet import SECRET, add_database_option, chosen_databases, fleet, postgres_database
 from shared.auth import mint_token
 
 TARGETS = {"sqlite": 0.40, "postgres": 0.50}
@@ -167,13 +167,13 @@ def measure(db: str, args: argparse.Namespace, pool: ProcessPoolExecutor) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    add_database_option(parser)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
-    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    dbs = chosen_databases(args)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         results = {db: measure(db, args, pool) for db in dbs}
     print(

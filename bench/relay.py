@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import uvloop
 from sqlalchemy import select
 
 from baton.broker import EmbeddedBroker
-from bench.fleet import SECRET, postgres_database, print_ratios
+from bench.fleet import SECRET, add_database_option, chosen_databases, database, print_ratios
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.settings import Settings
 from shared.bus import create_producer, ensure_topics
@@ -150,23 +148,13 @@ async def one_round(
     return events / relay_s, events / raw_s
 
 
-@contextlib.contextmanager
-def database(db: str, tmp: Path) -> Iterator[str]:
-    """A fresh database URL of kind `db` (a PostgreSQL one is dropped on exit)."""
-    if db == "postgres":
-        with postgres_database() as url:
-            yield url
-    else:
-        yield f"sqlite+aiosqlite:///{tmp / f'marketing-{uuid.uuid4().hex[:6]}.db'}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    add_database_option(parser)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    dbs = chosen_databases(args)
     results = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
@@ -175,7 +163,7 @@ def main() -> None:
         for db in dbs:
             relay, raw = [], []
             for n in range(args.rounds):
-                with database(db, Path(name)) as url:
+                with database(db, Path(name), "marketing") as url:
                     rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), args.events, n))
                 relay.append(rates[0])
                 raw.append(rates[1])
