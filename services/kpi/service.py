@@ -174,7 +174,7 @@ async def kpis(
         opening = await repository.totals_before(session, scope.start, BALANCE_METRICS)
         kept.opening = (revisions.before, opening)
     opening = kept.opening[1]
-    await _read_days(session, rules, scope, revisions, kept)
+    read = await _read_days(session, rules, scope, revisions, kept)
     period_revisions = revisions.through([period.end for period in periods])
     # The periods are contiguous: each one's own days are those before its end and not before
     # the previous one's.
@@ -204,7 +204,7 @@ async def kpis(
         union = {kind: Ascending(kept.runs(kind, results)) for kind in KINDS}
         facts = _period_facts(whole, all_totals, opening, union, scope.filtered)
         kept.total = (period_revisions[-1], _period_row(whole, _kpis_of(departments, facts)))
-    if cache is not None:
+    if cache is not None and read:  # only what was read can take the cache over its limits
         cache.trim()
     return {
         "periods": rows,
@@ -215,9 +215,9 @@ async def kpis(
 
 async def _read_days(
     session: AsyncSession, rules: Rules, scope: Scope, revisions: Revisions, kept: ScopeResults
-) -> None:
+) -> int:
     """Read the totals and samples of the scope's days that `kept` lacks or holds at an older
-    revision, each run of adjacent days in one go."""
+    revision, each run of adjacent days in one go; how many days were read."""
     revision_of = dict(revisions.days)
     stale = [
         day
@@ -226,7 +226,7 @@ async def _read_days(
     ]
     for first, end in _runs(stale):
         part = Scope(first, end, scope.source, scope.campaign_id)
-        totals = await repository.daily_totals(session, first, end, part.source, part.campaign_id)
+        totals = await repository.daily_totals(session, first, end, scope.source, scope.campaign_id)
         samples = await _samples(session, part, rules)
         for day in _days(first, end):
             within = Period(day, day + timedelta(days=1), "")
@@ -235,6 +235,7 @@ async def _read_days(
                 totals.get(day, Counter()),
                 {kind: samples.within(kind, within) for kind in KINDS},
             )
+    return len(stale)
 
 
 def _period_data(period: Period, revision: int, days: Mapping[date, DayData]) -> PeriodResult:
