@@ -36,13 +36,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import orjson
 import uvloop
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 
@@ -306,24 +307,43 @@ async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float
         await engine.dispose()
 
 
-async def time_raw(settings: Settings, count: int) -> float:
-    """Seconds a plain consumer in a new group takes, from its first fetch, to parse `count`
-    events."""
-    consumer = create_consumer(settings, f"bench.raw.{uuid.uuid4().hex[:8]}")
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def time_consumer(
+    settings: Settings,
+    group: str,
+    count: int,
+    handle: Callable[[AIOKafkaConsumer, Batch], Awaitable[int]],
+) -> float:
+    """Seconds a plain consumer in a new group takes, from its first fetch, until `handle` has
+    handled `count` events (it says how many of each fetch it handled)."""
+    consumer = create_consumer(settings, f"bench.{group}.{uuid.uuid4().hex[:8]}")
     consumer.subscribe(list(TOPICS))
     await consumer.start()
     try:
-        parsed, started = 0, None
-        while parsed < count:
+        handled, started = 0, None
+        while handled < count:
             batch = await consumer.getmany(timeout_ms=500, max_records=settings.consumer_batch_size)
             if started is None and consumer.assignment():
                 started = time.perf_counter()
-            for records in batch.values():
-                parsed += len([orjson.loads(r.value) for r in records if r.value is not None])
+            handled += await handle(consumer, batch)
         assert started is not None
         return time.perf_counter() - started
     finally:
         await consumer.stop()
+
+
+async def time_raw(settings: Settings, count: int) -> float:
+    """Seconds the raw side takes to parse `count` events."""
+
+    async def parse(_consumer: AIOKafkaConsumer, batch: Batch) -> int:
+        return sum(
+            len([orjson.loads(r.value) for r in records if r.value is not None])
+            for records in batch.values()
+        )
+
+    return await time_consumer(settings, "raw", count, parse)
 
 
 class FloorInbox:
@@ -376,42 +396,28 @@ class FloorInbox:
 
 
 async def time_floor(settings: Settings, count: int) -> float:
-    """Seconds the floor, a plain consumer in a new group, takes from its first fetch to apply
-    `count` events: each validated as the service validates it (envelope, then data), every
-    fetch's event ids inserted into an inbox table and committed, then the offsets committed."""
+    """Seconds the floor takes to apply `count` events: each validated as the service validates
+    it (envelope, then data), every fetch's event ids inserted into an inbox table and committed,
+    then the offsets committed."""
+
+    async def apply(consumer: AIOKafkaConsumer, batch: Batch) -> int:
+        rows, handled_at = [], datetime.now(UTC).isoformat()
+        for records in batch.values():
+            for record in records:
+                envelope = parse_envelope(record.value or b"")
+                decode(envelope)
+                at = envelope.time.isoformat()
+                rows.append((str(envelope.id), envelope.type, envelope.source, at, handled_at))
+        if rows:
+            await inbox.add(rows)
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        return len(rows)
+
     inbox = FloorInbox(settings.db_url)
     await inbox.open()
-    consumer = create_consumer(settings, f"bench.floor.{uuid.uuid4().hex[:8]}")
-    consumer.subscribe(list(TOPICS))
-    await consumer.start()
     try:
-        handled, started = 0, None
-        while handled < count:
-            batch = await consumer.getmany(timeout_ms=500, max_records=settings.consumer_batch_size)
-            if started is None and consumer.assignment():
-                started = time.perf_counter()
-            rows, handled_at = [], datetime.now(UTC).isoformat()
-            for records in batch.values():
-                for record in records:
-                    envelope = parse_envelope(record.value or b"")
-                    decode(envelope)
-                    rows.append(
-                        (
-                            str(envelope.id),
-                            envelope.type,
-                            envelope.source,
-                            envelope.time.isoformat(),
-                            handled_at,
-                        )
-                    )
-            if rows:
-                await inbox.add(rows)
-                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
-                handled += len(rows)
-        assert started is not None
-        return time.perf_counter() - started
+        return await time_consumer(settings, "floor", count, apply)
     finally:
-        await consumer.stop()
         await inbox.close()
 
 
