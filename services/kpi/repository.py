@@ -29,8 +29,26 @@ AnySelect = Select[*tuple[Any, ...]]
 Q = TypeVar("Q", bound=AnySelect)
 
 
-def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+@functools.cache
+def _write_statements(dialect: str) -> dict[str, Any]:
+    """The ingest's upserts for `dialect`, built once (a transaction only binds its rows)."""
+    insert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+    totals, revisions = DailyTotal.__table__, DayRevision.__table__
+    add_totals = insert(totals)
+    add_totals = add_totals.on_conflict_do_update(
+        index_elements=["day", "metric", "source", "campaign_id"],
+        set_={"value": totals.c.value + add_totals.excluded.value},
+    )
+    touch_days = insert(revisions)
+    touch_days = touch_days.on_conflict_do_update(
+        index_elements=["day"], set_={"revision": revisions.c.revision + 1}
+    )
+    add_reasons = insert(ReasonFact.__table__).on_conflict_do_nothing()
+    return {"totals": add_totals, "days": touch_days, "reasons": add_reasons}
+
+
+def _statement(session: AsyncSession, name: str) -> Any:
+    return _write_statements(session.get_bind().dialect.name)[name]
 
 
 async def leads(session: AsyncSession, lead_ids: Collection[str]) -> Sequence[LeadFact]:
@@ -90,34 +108,21 @@ async def add_totals(session: AsyncSession, delta: Contributions) -> None:
         for k, v in sorted(delta.items())
         if v
     ]
-    if not rows:
-        return
-    table = DailyTotal.__table__
-    statement = _insert(session)(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["day", "metric", "source", "campaign_id"],
-        set_={"value": table.c.value + statement.excluded.value},
-    )
-    await session.execute(statement, rows)
+    if rows:
+        await session.execute(_statement(session, "totals"), rows)
 
 
 async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert reason rows (`ReasonFact` columns), in one statement; those already there stay."""
     if rows:
-        statement = _insert(session)(ReasonFact.__table__).on_conflict_do_nothing()
-        await session.execute(statement, rows)
+        await session.execute(_statement(session, "reasons"), rows)
 
 
 async def touch_days(session: AsyncSession, days: Collection[date]) -> None:
     """Move on the revision of each of `days` (in order: concurrent writers lock them alike)."""
-    if not days:
-        return
-    table = DayRevision.__table__
-    statement = _insert(session)(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["day"], set_={"revision": table.c.revision + 1}
-    )
-    await session.execute(statement, [{"day": day, "revision": 1} for day in sorted(days)])
+    if days:
+        rows = [{"day": day, "revision": 1} for day in sorted(days)]
+        await session.execute(_statement(session, "days"), rows)
 
 
 async def day_revisions(
