@@ -198,15 +198,17 @@ async def send_rows(
 
 
 async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
-    headers = [("content-type", CONTENT_TYPE.encode())]
+    headers: dict[str, list[tuple[str, bytes]]] = {}  # per event type, shared by its rows
     pending = []
     for row in rows:
+        if (row_headers := headers.get(row.event_type)) is None:
+            row_headers = headers[row.event_type] = [
+                ("content-type", CONTENT_TYPE.encode()),
+                ("ce_type", row.event_type.encode()),
+            ]
         pending.append(
             await producer.send(
-                row.topic,
-                value=row.payload.encode(),
-                key=row.key.encode(),
-                headers=[*headers, ("ce_type", row.event_type.encode())],
+                row.topic, value=row.payload.encode(), key=row.key.encode(), headers=row_headers
             )
         )
     await asyncio.gather(*pending)
