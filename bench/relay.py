@@ -31,6 +31,7 @@ from baton.broker import EmbeddedBroker
 from bench.fleet import SECRET, add_database_option, chosen_databases, database, print_ratios
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.settings import Settings
+from shared.app import tune_garbage_collector
 from shared.bus import create_producer, ensure_topics
 from shared.db import create_engine, session_factory
 from shared.events import CONTENT_TYPE, LeadCaptured, LeadSource
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     dbs = chosen_databases(args)
+    tune_garbage_collector()  # the relay's process: as a service's, once started (both sides)
     results = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,

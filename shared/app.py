@@ -149,7 +149,7 @@ async def run_service(
         runtime.consumer.start()
     tasks = [asyncio.create_task(_sweep_idempotency(sessions, settings.idempotency_ttl_s))]
     tasks += [asyncio.create_task(loop(runtime)) for loop in spec.background]
-    _tune_garbage_collector()
+    tune_garbage_collector()
     log.info("service started", extra={"service": spec.name})
     try:
         yield runtime
@@ -173,9 +173,10 @@ async def run_service(
 GC_YOUNG_THRESHOLD = 10_000
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """What start-up built lives as long as the process: out of the collector's scans; and
-    fewer, larger young collections."""
+    fewer, larger young collections. Once a service has started (benchmarks that run a part of
+    a service in their own process call it as the service would)."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
