@@ -49,6 +49,11 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        """Started and not exited since."""
+        return self._process is not None and self._process.poll() is None
+
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         if port_open(self.host, self.port):
             raise RuntimeError(f"port {self.port} is already in use")

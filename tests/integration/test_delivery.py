@@ -127,12 +127,21 @@ async def test_writes_accepted_while_broker_down_arrive_once(
 
             own.start()  # same port, empty log: as after a crash of the embedded broker
             await ensure_topics(base, ALL_TOPICS)
-            await eventually(lambda: _at_least(kpi_client, 500), timeout=90)
+            try:
+                await eventually(lambda: _at_least(kpi_client, 500), timeout=90)
+            except AssertionError as exc:  # (rare) say what became of the broker
+                raise AssertionError(f"{exc}; {_broker_state(own, tmp_path)}") from exc
             await asyncio.sleep(1.0)
             assert await captured_count(kpi_client) == 500
             assert await _pending(marketing_settings.db_url) == 0
     finally:
         own.stop()
+
+
+def _broker_state(broker: EmbeddedBroker, log_dir: Path) -> str:
+    log = (log_dir / "broker.log").read_text(errors="replace").splitlines()[-20:]
+    state = "running" if broker.running else "not running"
+    return f"the broker is {state}; the end of its log:\n" + "\n".join(log)
 
 
 async def _pending(url: str) -> int:
