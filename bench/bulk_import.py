@@ -38,9 +38,17 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 
-from bench.fleet import SECRET, add_database_option, chosen_databases, fleet, postgres_database
+from bench.fleet import (
+    SECRET,
+    add_database_option,
+    asyncpg_dsn,
+    chosen_databases,
+    fleet,
+    lead_captured_json,
+    postgres_database,
+    sqlite_writer,
+)
 from services.marketing import domain, importer
 from shared.auth import mint_token
 from shared.events.catalog import LeadSource
@@ -124,7 +132,7 @@ class Raw:
 
     def __init__(self, url: str) -> None:
         self.postgres = url.startswith("postgresql")
-        self.url = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.url = asyncpg_dsn(url)
         self.path = url.removeprefix("sqlite+aiosqlite:///")
 
     def run(self, statement: str) -> Any:
@@ -168,8 +176,7 @@ class Raw:
             return float(asyncio.run(self._pg(lambda c: self._pg_insert(c, rows, copy))))
         values = [(*r[:8], _sqlite_time(r[8]), *r[9:]) for r in rows]
         statement = f"INSERT INTO leads_raw ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 12)})"
-        with contextlib.closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as c:
-            c.execute("PRAGMA synchronous=NORMAL")  # as the service's connections have it
+        with contextlib.closing(sqlite_writer(self.path)) as c:
             started = time.perf_counter()
             c.execute("BEGIN IMMEDIATE")
             c.executemany(statement, values)
@@ -191,10 +198,7 @@ class Raw:
 
             asyncio.run(self._pg(insert))
         else:
-            with contextlib.closing(
-                sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            ) as connection:
-                connection.execute("PRAGMA synchronous=NORMAL")
+            with contextlib.closing(sqlite_writer(self.path)) as connection:
                 connection.execute("BEGIN IMMEDIATE")
                 connection.executemany(
                     lead_sql.format(", ".join("?" * 12)),
@@ -247,19 +251,7 @@ def floor_rows(body: bytes) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
         }
         score = domain.score(model, lead.title, lead.company, ()).total
         leads.append((lead_id, *data.values(), "new", now, score, 0, 0))
-        envelope = {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "/services/marketing",
-            "type": "baton.LeadCaptured.v1",
-            "time": now,
-            "subject": lead_id,
-            "datacontenttype": "application/json",
-            "partitionkey": lead_id,
-            "correlationid": lead_id,
-            "data": {"lead_id": lead_id, **data},
-        }
-        payload = orjson.dumps(envelope).decode()
+        payload = lead_captured_json(event_id, lead_id, data, now)
         lane = lane_of(lead_id, OUTBOX_LANES)
         events.append((event_id, "baton.LeadCaptured.v1", TOPIC, lead_id, lane, payload, now, now))
     return leads, events

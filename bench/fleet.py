@@ -8,12 +8,16 @@ import asyncio
 import contextlib
 import math
 import os
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import orjson
 
 from baton.broker import EmbeddedBroker, free_port
 from baton.supervisor import Supervisor
@@ -32,6 +36,38 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
 def chosen_databases(args: argparse.Namespace) -> tuple[str, ...]:
     """The databases `--db` asks for, in order."""
     return DATABASES if args.db == "both" else (args.db,)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A service's database URL (postgresql+asyncpg://...) as asyncpg takes it."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def sqlite_writer(path: str) -> sqlite3.Connection:
+    """A sqlite3 connection set as the services set theirs (WAL, synchronous=NORMAL, a 30 s busy
+    timeout), in autocommit mode: the caller writes BEGIN IMMEDIATE .. COMMIT."""
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
+        connection.execute(f"PRAGMA {pragma}")
+    return connection
+
+
+def lead_captured_json(event_id: str, lead_id: str, data: dict[str, Any], at: datetime) -> str:
+    """A LeadCaptured envelope of the marketing service, as JSON written by hand (a floor's
+    event: no models, no validation)."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/services/marketing",
+        "type": "baton.LeadCaptured.v1",
+        "time": at,
+        "subject": lead_id,
+        "datacontenttype": "application/json",
+        "partitionkey": lead_id,
+        "correlationid": lead_id,
+        "data": {"lead_id": lead_id, **data},
+    }
+    return orjson.dumps(envelope).decode()
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -51,9 +51,11 @@ from baton.broker import EmbeddedBroker
 from bench.fleet import (
     SECRET,
     add_database_option,
+    asyncpg_dsn,
     chosen_databases,
     database,
     print_ratios,
+    sqlite_writer,
 )
 from services.kpi.app import SPEC as KPI
 from services.kpi.settings import Settings
@@ -355,7 +357,7 @@ class FloorInbox:
 
     def __init__(self, url: str) -> None:
         self.postgres = url.startswith("postgresql")
-        self.url = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.url = asyncpg_dsn(url)
         self.path = url.removeprefix("sqlite+aiosqlite:///")
         self._pg: asyncpg.Connection | None = None
         self._sqlite: sqlite3.Connection | None = None
@@ -368,10 +370,8 @@ class FloorInbox:
         if self.postgres:
             self._pg = await asyncpg.connect(self.url)
             await self._pg.execute(create)
-        else:  # the pragmas the services use
-            self._sqlite = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
-                self._sqlite.execute(f"PRAGMA {pragma}")
+        else:
+            self._sqlite = sqlite_writer(self.path)
             self._sqlite.execute(create)
 
     async def add(self, rows: list[tuple[str, str, str, str, str]]) -> None:

@@ -61,6 +61,7 @@ from baton.broker import free_port
 from bench.fleet import (
     SECRET,
     add_database_option,
+    asyncpg_dsn,
     chosen_databases,
     database,
     fleet,
@@ -350,7 +351,7 @@ def _total_rows(totals: Contributions) -> list[tuple[date, str, str, str, int]]:
 
 async def _write_postgres(url: str, journeys: Journeys, leads: int) -> tuple[int, int]:
     """COPY the facts chunk by chunk, then the totals; VACUUM ANALYZE as autovacuum would."""
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     written = opportunities = 0
     try:
         while written < leads:

@@ -53,9 +53,19 @@ import httpx
 import orjson
 
 from baton.broker import free_port
-from bench.fleet import SECRET, add_database_option, chosen_databases, fleet, postgres_database
+from bench.fleet import (
+    SECRET,
+    add_database_option,
+    asyncpg_dsn,
+    chosen_databases,
+    fleet,
+    lead_captured_json,
+    postgres_database,
+    sqlite_writer,
+)
 from services.marketing.schemas import LeadCreate
 from shared.auth import mint_token
+from shared.settings import topic_of
 
 TARGETS = {"sqlite": 0.40, "postgres": 0.50}
 BARE_APP = """
@@ -120,7 +130,7 @@ class PostgresFloor:
     """asyncpg pool; per request BEGIN, two INSERTs, COMMIT on one pooled connection."""
 
     def __init__(self, url: str) -> None:
-        self.url = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.url = asyncpg_dsn(url)
         self.pool: Any = None
         self.lead_sql = FLOOR_INSERT_LEAD.format(", ".join(f"${n}" for n in range(1, 8)))
         self.event_sql = FLOOR_INSERT_EVENT.format("$1, $2, $3, $4")
@@ -161,9 +171,7 @@ class SqliteFloor:
         await asyncio.get_running_loop().run_in_executor(self.thread, self._connect)
 
     def _connect(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
-            connection.execute(f"PRAGMA {pragma}")
+        connection = sqlite_writer(self.path)
         for statement in FLOOR_TABLES["sqlite"]:
             connection.execute(statement)
         self.connection = connection
@@ -196,21 +204,10 @@ class SqliteFloor:
 def floor_rows(body: LeadCreate) -> tuple[Row, Row]:
     """The lead row of `body` and its outbox row: an envelope shaped as LeadCaptured's."""
     key, now = str(uuid.uuid4()), datetime.now(UTC)
-    envelope = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/services/marketing",
-        "type": "baton.LeadCaptured.v1",
-        "time": now,
-        "subject": key,
-        "datacontenttype": "application/json",
-        "partitionkey": key,
-        "correlationid": key,
-        "data": {"lead_id": key, **body.model_dump(mode="json", exclude={"occurred_at"})},
-    }
-    payload = orjson.dumps(envelope).decode()
+    data = body.model_dump(mode="json", exclude={"occurred_at"})
+    payload = lead_captured_json(str(uuid.uuid4()), key, data, now)
     lead = (key, body.email, body.name, body.company, body.title, body.source, now)
-    return lead, ("marketing.leads", key, payload, now)
+    return lead, (topic_of("marketing"), key, payload, now)
 
 
 def floor_app(url: str) -> fastapi.FastAPI:
