@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
+    Table,
     Text,
     any_,
     bindparam,
@@ -74,6 +75,9 @@ class OutboxRow(PlumbingBase):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+# The bulk insert, on the table itself: Core skips the ORM's bookkeeping for each row.
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+_INSERT = insert(_OUTBOX)
 # What the relay reads of a pending row to publish it.
 _SENT = (OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event_type, OutboxRow.payload)
 
@@ -105,19 +109,6 @@ def _row(envelope: Envelope, topic: str, lanes: int, created_at: datetime) -> di
 def add_event(session: AsyncSession, envelope: Envelope, *, topic: str, lanes: int) -> None:
     """Store `envelope` for publication when (and only if) the session's transaction commits."""
     session.add(OutboxRow(**_row(envelope, topic, lanes, datetime.now(UTC))))
-    session.info[_DIRTY] = True
-
-
-async def add_events(
-    session: AsyncSession, envelopes: Sequence[Envelope], *, topic: str, lanes: int
-) -> None:
-    """Store many envelopes in one statement (bulk use cases such as imports)."""
-    if not envelopes:
-        return
-    created_at = datetime.now(UTC)
-    await session.execute(
-        insert(OutboxRow), [_row(envelope, topic, lanes, created_at) for envelope in envelopes]
-    )
     session.info[_DIRTY] = True
 
 
@@ -172,8 +163,22 @@ class Outbox:
         self, session: AsyncSession, events: Sequence[tuple[EventData, datetime]]
     ) -> None:
         """Emit each `(data, event time)` of a bulk change, in one statement."""
-        envelopes = [new_event(data, time=time) for data, time in events]
-        await add_events(session, envelopes, topic=self.topic, lanes=self.lanes)
+        await self.add_rows(session, self.rows(events))
+
+    def rows(self, events: Sequence[tuple[EventData, datetime]]) -> list[dict[str, Any]]:
+        """The outbox rows of a bulk change's `(data, event time)`s, for `add_rows`. No I/O: a
+        worker thread may make them while the event loop writes others."""
+        created_at = datetime.now(UTC)
+        return [
+            _row(new_event(data, time=time), self.topic, self.lanes, created_at)
+            for data, time in events
+        ]
+
+    async def add_rows(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        """Add outbox rows made by `rows` to the session's transaction, in one statement."""
+        if rows:
+            await session.execute(_INSERT, rows)
+            session.info[_DIRTY] = True
 
 
 @event.listens_for(Session, "after_commit")

@@ -40,7 +40,6 @@ from shared.problems import Problem
 router = APIRouter(prefix="/v1", tags=["marketing"])
 READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
-IMPORT_CHUNK = 2_000
 
 
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
@@ -158,16 +157,10 @@ async def import_leads(request: Request, runtime: RuntimeDep) -> ImportResult:
         raise Problem(
             code, exc.reason, type="import", errors=[{"name": exc.field, "reason": exc.reason}]
         ) from exc
-    created = duplicates = 0
-    errors = list(parsed.errors)
-    for start in range(0, len(parsed.rows), IMPORT_CHUNK):
-        # A transaction per chunk: other writers get their turn in between.
-        async with runtime.sessions() as session, session.begin():
-            chunk = parsed.rows[start : start + IMPORT_CHUNK]
-            made, dupes, bad = await service.import_chunk(session, runtime.outbox, chunk)
-        created, duplicates = created + made, duplicates + dupes
-        errors.extend(bad)
-    errors.sort(key=lambda e: e.line)
+    created, duplicates, unknown = await service.import_leads(
+        runtime.sessions, runtime.outbox, parsed.rows
+    )
+    errors = sorted([*parsed.errors, *unknown], key=lambda e: e.line)
     return ImportResult(rows=parsed.count, created=created, duplicates=duplicates, errors=errors)
 
 
