@@ -89,7 +89,9 @@ async def get_lead(lead_id: uuid.UUID, session: SessionDep) -> LeadDetail:
     model, version = await service.current_model(session)
     history = await repository.activities_of(session, lead.id)
     current = service.score_of(lead, model, history)
-    timeline = [
+    # The lead's capture opens its timeline (its first status, "new", is not stored apart).
+    timeline = [TimelineEntry(at=lead.captured_at, kind="status", what="new")]
+    timeline += [
         TimelineEntry(at=a.occurred_at, kind="activity", what=a.type, points=a.points)
         for a in history
     ] + [

@@ -55,7 +55,8 @@ class Activity(Base):
 
 
 class StatusChange(Base):
-    """The lead's way through the funnel, for its timeline."""
+    """The lead's way through the funnel after its capture, for its timeline (the capture, status
+    "new", is the lead's `captured_at`)."""
 
     __tablename__ = "lead_status_changes"
     __table_args__ = (Index("ix_lead_status_changes_lead", "lead_id", "occurred_at"),)

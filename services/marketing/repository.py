@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, or_, select, tuple_
+from sqlalchemy import Table, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing.models import (
@@ -23,10 +23,8 @@ from shared.db import insert_skipping_conflicts
 
 # The tables themselves, for the statements on hot paths: Core skips the ORM's bookkeeping.
 LEADS: Table = Lead.__table__  # type: ignore[assignment]
-STATUS_CHANGES: Table = StatusChange.__table__  # type: ignore[assignment]
 SCORING_MODELS: Table = ScoringModelVersion.__table__  # type: ignore[assignment]
 # Statements run with every lead, made once: making one costs more than running it.
-INSERT_STATUS_CHANGE = insert(STATUS_CHANGES)
 SCORING_MODEL_VERSION = select(func.max(SCORING_MODELS.c.version))
 
 
@@ -151,10 +149,6 @@ async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Bulk insert for imports, skipping rows whose email is known; the ids inserted."""
     statement = insert_skipping_conflicts(session, LEADS, ["email"]).returning(LEADS.c.id)
     return set((await session.execute(statement, rows)).scalars())
-
-
-async def insert_status_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(INSERT_STATUS_CHANGE, rows)
 
 
 async def scoring_model_version(session: AsyncSession) -> int:

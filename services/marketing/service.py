@@ -123,9 +123,6 @@ async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) 
         existing = await repository.find_lead_by_email(session, body.email)
         raise duplicate_lead(existing.id if existing else "")
     await ensure_campaign(session, body.campaign_id)
-    await repository.insert_status_changes(
-        session, [{"lead_id": values["id"], "status": "new", "occurred_at": captured_at}]
-    )
     outbox.emit(session, captured_event(values), time=captured_at)
     return Lead(**values)
 
@@ -399,19 +396,9 @@ def prepare_chunk(
 
 
 async def write_chunk(session: AsyncSession, outbox: Outbox, chunk: ImportChunk) -> int:
-    """Insert the chunk's leads whose email is not known yet, with their status and events; how
-    many were created."""
+    """Insert the chunk's leads whose email is not known yet, with their events; how many were
+    created."""
     inserted = await repository.insert_new_leads(session, chunk.leads)
-    created = [
-        (r, e) for r, e in zip(chunk.leads, chunk.events, strict=True) if r["id"] in inserted
-    ]
-    if created:
-        await repository.insert_status_changes(
-            session,
-            [
-                {"lead_id": r["id"], "status": "new", "occurred_at": r["captured_at"]}
-                for r, _ in created
-            ],
-        )
-        await outbox.add_rows(session, [event for _, event in created])
-    return len(created)
+    events = [e for r, e in zip(chunk.leads, chunk.events, strict=True) if r["id"] in inserted]
+    await outbox.add_rows(session, events)
+    return len(events)
