@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shared.bus import create_producer
 from shared.db import BigIntKey, PlumbingBase, UTCDateTime, create_engine, session_factory
 from shared.events import CONTENT_TYPE, Envelope, EventData, new_event
+from shared.ids import uuid4s
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
 
@@ -170,8 +171,8 @@ class Outbox:
         worker thread may make them while the event loop writes others."""
         created_at = datetime.now(UTC)
         return [
-            _row(new_event(data, time=time), self.topic, self.lanes, created_at)
-            for data, time in events
+            _row(new_event(data, time=time, event_id=event_id), self.topic, self.lanes, created_at)
+            for (data, time), event_id in zip(events, uuid4s(len(events)), strict=True)
         ]
 
     async def add_rows(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

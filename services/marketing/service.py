@@ -42,6 +42,7 @@ from shared.events import (
     LeadQualified,
     MqlRule,
 )
+from shared.ids import uuid4s
 from shared.outbox import Outbox
 
 
@@ -127,10 +128,15 @@ async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) 
     return Lead(**values)
 
 
-def new_lead(body: LeadCreate, model: domain.ScoringModel, captured_at: datetime) -> dict[str, Any]:
+def new_lead(
+    body: LeadCreate,
+    model: domain.ScoringModel,
+    captured_at: datetime,
+    lead_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
     """The column values of a new lead."""
     return {
-        "id": str(uuid.uuid4()),
+        "id": str(lead_id or uuid.uuid4()),
         "email": body.email,
         "name": body.name,
         "company": body.company,
@@ -391,7 +397,10 @@ def prepare_chunk(
     bodies: list[LeadCreate], model: domain.ScoringModel, captured: datetime, outbox: Outbox
 ) -> ImportChunk:
     """The rows of a chunk's leads and of their LeadCaptured events (no I/O)."""
-    leads = [new_lead(body, model, body.occurred_at or captured) for body in bodies]
+    leads = [
+        new_lead(body, model, body.occurred_at or captured, lead_id)
+        for body, lead_id in zip(bodies, uuid4s(len(bodies)), strict=True)
+    ]
     return ImportChunk(leads, outbox.rows([(captured_event(r), r["captured_at"]) for r in leads]))
 
 
