@@ -361,13 +361,13 @@ async def import_leads(
             asyncio.to_thread(prepare_chunk, chunks[index], model, captured, outbox)
         )
 
-    created = 0
+    created = made = 0
     preparing = prepare(0) if chunks else None
     try:
-        for index in range(len(chunks)):
-            assert preparing is not None
+        while preparing is not None:
             chunk = await preparing
-            preparing = prepare(index + 1) if index + 1 < len(chunks) else None
+            made += 1
+            preparing = prepare(made) if made < len(chunks) else None
             async with sessions() as session, session.begin():
                 created += await write_chunk(session, outbox, chunk)
     finally:

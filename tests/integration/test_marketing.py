@@ -13,9 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from alembic import command
+from sqlalchemy import text
 
 from baton.broker import EmbeddedBroker
+from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app
+from shared.db import create_engine
 from shared.events import (
     CONTENT_TYPE,
     CustomerFeedbackShared,
@@ -23,6 +27,7 @@ from shared.events import (
     LeadRecycled,
     new_event,
 )
+from shared.migrations import alembic_config
 from tests.helpers import (
     auth,
     eventually,
@@ -524,3 +529,45 @@ async def test_baton_import_leads_command(marketing: httpx.AsyncClient, tmp_path
     assert result.exit_code == 1, result.output  # one bad row
     assert "25 rows: 24 created, 0 duplicates, 1 errors" in result.output
     assert "14 " in result.output and "email" in result.output  # line 14 of the file
+
+
+async def test_migration_0003_leaves_the_capture_to_open_the_timeline(database_url: Any) -> None:
+    """Stored "new" rows go (the timeline now takes the capture from the lead), and come back on
+    downgrade."""
+    engine = create_engine(await database_url("marketing"))
+    config = alembic_config(
+        "marketing", MARKETING.migrations, engine.url.render_as_string(hide_password=False)
+    )
+
+    def migrate(connection: Any, step: Any, revision: str) -> None:
+        config.attributes["connection"] = connection
+        step(config, revision)
+
+    statuses = text("SELECT lead_id, status FROM lead_status_changes ORDER BY id")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate, command.upgrade, "0002")
+            await connection.execute(
+                text(
+                    "INSERT INTO leads (id, email, name, company, source, status, captured_at, "
+                    "score, touches, times_qualified) "
+                    "VALUES ('l1', 'a@x.jp', 'A', 'C', 'seo', 'mql', :at, 0, 0, 1)"
+                ),
+                {"at": T0},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO lead_status_changes (lead_id, status, occurred_at) "
+                    "VALUES ('l1', 'new', :at), ('l1', 'mql', :later)"
+                ),
+                {"at": T0, "later": T0 + timedelta(days=1)},
+            )
+            await connection.run_sync(migrate, command.upgrade, "0003")
+            assert (await connection.execute(statuses)).all() == [("l1", "mql")]
+            await connection.run_sync(migrate, command.downgrade, "0002")
+            assert sorted((await connection.execute(statuses)).all()) == [
+                ("l1", "mql"),
+                ("l1", "new"),
+            ]
+    finally:
+        await engine.dispose()
