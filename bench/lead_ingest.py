@@ -1,6 +1,6 @@
-"""Lead ingest throughput: `POST /v1/leads` (bearer auth, validation, lead + status-change +
-outbox row in one transaction) on the marketing service as `baton serve` runs it (one uvicorn
-worker, the relay publishing to the embedded broker), against a bare uvicorn + FastAPI process
+"""Lead ingest throughput: `POST /v1/leads` (bearer auth, validation, lead + outbox row in one
+transaction) on the marketing service as `baton serve` runs it (one uvicorn worker, the relay
+publishing to the embedded broker), against a bare uvicorn + FastAPI process
 started with the same uvicorn options whose endpoint validates the same body (LeadCreate) and
 writes nothing, and against the floor: that process plus the durable write, by hand.
 The load comes from a separate process: 32 keep-alive connections, each one request at a time,

@@ -43,6 +43,7 @@ from shared.db import BigIntKey, PlumbingBase, UTCDateTime, create_engine, sessi
 from shared.events import CONTENT_TYPE, Envelope, EventData, new_event
 from shared.ids import uuid4s
 from shared.metrics import ServiceMetrics
+from shared.partitions import partition_of
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,9 @@ async def send_rows(
 
 async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
     headers: dict[str, list[tuple[str, bytes]]] = {}  # per event type, shared by its rows
+    # Each row's partition picked here as aiokafka's default partitioner would, from the topic's
+    # partitions listed once per call: aiokafka lists them anew for every record it places.
+    partitions: dict[str, list[int]] = {}
     pending = []
     for row in rows:
         if (row_headers := headers.get(row.event_type)) is None:
@@ -212,9 +216,17 @@ async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
                 ("content-type", CONTENT_TYPE.encode()),
                 ("ce_type", row.event_type.encode()),
             ]
+        if (topic_partitions := partitions.get(row.topic)) is None:
+            found = await producer.partitions_for(row.topic)
+            topic_partitions = partitions[row.topic] = sorted(found)
+        key = row.key.encode()
         pending.append(
             await producer.send(
-                row.topic, value=row.payload.encode(), key=row.key.encode(), headers=row_headers
+                row.topic,
+                value=row.payload.encode(),
+                key=key,
+                partition=partition_of(key, topic_partitions),
+                headers=row_headers,
             )
         )
     await asyncio.gather(*pending)
