@@ -13,7 +13,7 @@ from the same CSV bytes, in the benchmark's process, with the raw driver: read a
 row as the service does (`services.marketing.importer.parse`: csv and LeadCreate), score it, make
 its lead row and its LeadCaptured event (the envelope as JSON, by hand), and insert the leads and
 their outbox rows into copies of `leads` and `outbox` (same columns and indexes) in one
-transaction. No HTTP, no status history, no ORM, nothing published; its ratio to raw is the
+transaction. No HTTP, no ORM, nothing published; its ratio to raw is the
 ceiling of such an import on this machine and database.
 
     .venv/bin/python -m bench.bulk_import [--db sqlite|postgres|both] [--leads 100000]
