@@ -7,20 +7,29 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select, text
 
 from baton.broker import EmbeddedBroker
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
-from shared.bus import ensure_topics
+from shared.bus import create_producer, ensure_topics
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
-from shared.outbox import OutboxRelay, OutboxRow, lane_lock_class, lane_of, replay
+from shared.outbox import (
+    OutboxRelay,
+    OutboxRow,
+    lane_lock_class,
+    lane_of,
+    replay,
+    send_rows,
+)
 from shared.settings import BatonSettings
 from tests.helpers import auth, make_settings, serve, topic_tail
 
@@ -163,6 +172,46 @@ async def test_two_relays_on_one_postgres_database(
     assert all(seqs == list(range(50)) for seqs in by_key.values())
     assert await pending_count(engine) == 0
     await engine.dispose()
+
+
+async def test_rows_beyond_one_record_batch_keep_their_order_and_partition(
+    broker: EmbeddedBroker,
+) -> None:
+    """With batches of 2 KiB, each partition's rows fill several: every row arrives once, on the
+    partition aiokafka's default partitioner gives its key, and each key's rows keep their
+    order."""
+    topic = f"test.batches.{uuid.uuid4().hex[:8]}"
+    settings = BatonSettings(kafka_bootstrap=broker.bootstrap, kafka_idempotence=False)
+    await ensure_topics(settings, [topic])
+    keys = [str(uuid.uuid4()) for _ in range(12)]
+    rows = [
+        SimpleNamespace(
+            event_type=f"baton.Test{seq % 2}.v1",
+            topic=topic,
+            key=key,
+            payload=orjson.dumps({"key": key, "seq": seq, "pad": "x" * 200}).decode(),
+        )
+        for seq in range(40)
+        for key in keys
+    ]
+    producer = create_producer(settings, max_batch_size=2048)
+    await producer.start()
+    try:
+        await send_rows(producer, rows)
+        partitions = sorted(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
+    messages = await read_topic(broker.bootstrap, topic, expected=len(rows))
+    assert len(messages) == len(rows)
+    by_key: dict[str, list[int]] = defaultdict(list)
+    partitioner = DefaultPartitioner()
+    for message in messages:
+        payload = orjson.loads(message.value)
+        by_key[payload["key"]].append(payload["seq"])
+        assert message.key == payload["key"].encode()
+        assert message.partition == partitioner(message.key, partitions, partitions)
+        assert dict(message.headers)["ce_type"] == f"baton.Test{payload['seq'] % 2}.v1".encode()
+    assert all(seqs == list(range(40)) for seqs in by_key.values())
 
 
 async def test_a_relay_claims_half_of_the_lanes_with_pending_rows(
