@@ -78,7 +78,10 @@ async def write_pending(
             events = leads(count, seed)
         for start in range(0, count, CHUNK):
             async with sessions() as session, session.begin():
-                await outbox.emit_many(session, events[start : start + CHUNK])
+                chunk = events[start : start + CHUNK]
+                await outbox.emit_many(
+                    session, LeadCaptured, [(e.model_dump(), t) for e, t in chunk]
+                )
         async with sessions() as session:
             rows = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
             return [(r.key.encode(), r.payload.encode(), r.event_type.encode()) for r in rows]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.bus import create_producer
 from shared.db import BigIntKey, PlumbingBase, UTCDateTime, create_engine, session_factory
-from shared.events import CONTENT_TYPE, Envelope, EventData, new_event
+from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
 from shared.ids import uuid4s
 from shared.metrics import ServiceMetrics
 from shared.partitions import partition_of
@@ -162,19 +162,47 @@ class Outbox:
         return envelope
 
     async def emit_many(
-        self, session: AsyncSession, events: Sequence[tuple[EventData, datetime]]
+        self,
+        session: AsyncSession,
+        data_type: type[EventData],
+        events: Sequence[tuple[Mapping[str, Any], datetime]],
     ) -> None:
-        """Emit each `(data, event time)` of a bulk change, in one statement."""
-        await self.add_rows(session, self.rows(events))
+        """Emit each `(data, event time)` of a bulk change, in one statement (see `rows`)."""
+        await self.add_rows(session, self.rows(data_type, events))
 
-    def rows(self, events: Sequence[tuple[EventData, datetime]]) -> list[dict[str, Any]]:
-        """The outbox rows of a bulk change's `(data, event time)`s, for `add_rows`. No I/O: a
+    def rows(
+        self, data_type: type[EventData], events: Sequence[tuple[Mapping[str, Any], datetime]]
+    ) -> list[dict[str, Any]]:
+        """The outbox rows of a bulk change's events of `data_type`, for `add_rows`: each
+        `(data, event time)`, its data already valid as `data_type` (`envelope_json`). No I/O: a
         worker thread may make them while the event loop writes others."""
         created_at = datetime.now(UTC)
-        return [
-            _row(new_event(data, time=time, event_id=event_id), self.topic, self.lanes, created_at)
-            for (data, time), event_id in zip(events, uuid4s(len(events)), strict=True)
-        ]
+        event_type = data_type.event_type()
+        aggregate, topic, lanes = data_type.aggregate_field, self.topic, self.lanes
+        rows = []
+        for (data, time), event_id in zip(events, uuid4s(len(events)), strict=True):
+            key = str(data[aggregate])
+            payload = envelope_json(
+                data_type,
+                data,
+                event_id=event_id,
+                time=time,
+                correlation_id=self._correlation_id,
+                causation_id=self._causation_id,
+            )
+            rows.append(
+                {
+                    "event_id": str(event_id),
+                    "event_type": event_type,
+                    "topic": topic,
+                    "key": key,
+                    "lane": lane_of(key, lanes),
+                    "payload": payload.decode(),
+                    "occurred_at": time,
+                    "created_at": created_at,
+                }
+            )
+        return rows
 
     async def add_rows(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Add outbox rows made by `rows` to the session's transaction, in one statement."""

@@ -68,6 +68,10 @@ class ScoringModel:
         """The fit rules the lead matches, with their points."""
         return [(r.name, r.points) for r in self.fit_rules if r.matches(title, company)]
 
+    def fit_points(self, title: str | None, company: str) -> int:
+        """The points of the fit rules the lead matches: a new lead's whole score."""
+        return sum(r.points for r in self.fit_rules if r.matches(title, company))
+
     def decay(self, points: float, idle_days: float) -> float:
         """Engagement points left after `idle_days` without activity."""
         faded_days = idle_days - self.decay_after_days

@@ -145,7 +145,7 @@ def new_lead(
         "campaign_id": str(body.campaign_id) if body.campaign_id else None,
         "status": "new",
         "captured_at": captured_at,
-        "score": domain.score(model, body.title, body.company, ()).total,
+        "score": model.fit_points(body.title, body.company),
         "touches": 0,
         "times_qualified": 0,
     }
@@ -401,7 +401,9 @@ def prepare_chunk(
         new_lead(body, model, body.occurred_at or captured, lead_id)
         for body, lead_id in zip(bodies, uuid4s(len(bodies)), strict=True)
     ]
-    return ImportChunk(leads, outbox.rows([(captured_event(r), r["captured_at"]) for r in leads]))
+    # LeadCreate validated each field with LeadCaptured's own types: no need to validate again.
+    events = [({"lead_id": r["id"], **r}, r["captured_at"]) for r in leads]
+    return ImportChunk(leads, outbox.rows(LeadCaptured, events))
 
 
 async def write_chunk(session: AsyncSession, outbox: Outbox, chunk: ImportChunk) -> int:

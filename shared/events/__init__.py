@@ -41,6 +41,7 @@ from shared.events.envelope import (
     EventData,
     EventParseError,
     decode_data,
+    envelope_json,
     new_event,
     parse_envelope,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "UpsellWon",
     "decode",
     "decode_data",
+    "envelope_json",
     "model_for",
     "new_event",
     "parse_envelope",

@@ -10,6 +10,7 @@ import orjson
 from services.marketing import domain
 from services.marketing.schemas import LeadCreate
 from services.marketing.service import prepare_chunk, sort_import
+from shared.events import LeadCaptured
 from shared.ids import uuid4s
 from shared.outbox import Outbox, lane_of
 
@@ -58,3 +59,14 @@ def test_ids_made_in_bulk_are_distinct_random_uuids() -> None:
     assert {i.version for i in ids} == {4}
     assert {i.variant for i in ids} == {uuid.RFC_4122}
     assert uuid4s(0) == []
+
+
+def test_a_validated_lead_is_valid_as_lead_captured() -> None:
+    """The import skips validating LeadCaptured again: LeadCreate checks each field LeadCaptured
+    takes from it with the same types and constraints."""
+    for name, captured in LeadCaptured.model_fields.items():
+        if name == "lead_id":
+            continue  # made by the service
+        created = LeadCreate.model_fields[name]
+        assert created.annotation == captured.annotation, name
+        assert created.metadata == captured.metadata, name

@@ -102,3 +102,12 @@ def test_a_recycled_lead_starts_over_and_can_qualify_again() -> None:
     assert not again.is_mql(model)  # 70 < 80: history before the recycle no longer helps
     more = score(model, None, "A", [*later, *acts(("content_download", 23))], since=recycled_at)
     assert more.is_mql(model)
+
+
+@pytest.mark.parametrize(
+    ("title", "company"),
+    [(None, "ACME"), ("Head of Sales", "ACME"), ("Student", "Tokyo University"), ("", "C")],
+)
+def test_a_new_leads_fit_points_are_its_score(title: str | None, company: str) -> None:
+    model = ScoringModel()
+    assert model.fit_points(title, company) == score(model, title, company, []).total
