@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
@@ -23,12 +24,22 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import uvloop
 from sqlalchemy import select
 
 from baton.broker import EmbeddedBroker
-from bench.fleet import SECRET, add_database_option, chosen_databases, database, print_ratios
+from bench.fleet import (
+    SECRET,
+    add_database_option,
+    asyncpg_dsn,
+    chosen_databases,
+    database,
+    print_ratios,
+    sqlite_writer,
+)
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.settings import Settings
 from shared.app import tune_garbage_collector
@@ -38,6 +49,7 @@ from shared.events import CONTENT_TYPE, LeadCaptured, LeadSource
 from shared.metrics import ServiceMetrics
 from shared.migrations import upgrade
 from shared.outbox import Outbox, OutboxRelay, OutboxRow
+from shared.partitions import partition_of
 
 TARGET = 0.50
 CHUNK = 10_000  # rows per insert transaction
@@ -110,20 +122,105 @@ async def time_relay(settings: Settings) -> float:
         await engine.dispose()
 
 
-async def time_raw(settings: Settings, topic: str, rows: list[tuple[bytes, bytes, bytes]]) -> float:
-    """Seconds a plain producer takes, from its start, to have every row acknowledged."""
+async def copy_outbox(url: str) -> None:
+    """`outbox_floor`: a copy of `outbox` (same columns and indexes) with the same pending rows,
+    for the floor."""
+    if url.startswith("postgresql"):
+        connection = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await connection.execute("CREATE TABLE outbox_floor (LIKE outbox INCLUDING ALL)")
+            await connection.execute("INSERT INTO outbox_floor SELECT * FROM outbox")
+            await connection.execute("ANALYZE outbox_floor")
+        finally:
+            await connection.close()
+        return
+    with contextlib.closing(sqlite_writer(sqlite_path(url))) as connection:
+        schema = connection.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'outbox' AND sql IS NOT NULL"
+        ).fetchall()
+        for (sql,) in schema:
+            connection.execute(sql.replace("outbox", "outbox_floor"))
+        connection.execute("INSERT INTO outbox_floor SELECT * FROM outbox")
+
+
+async def time_floor(url: str, pass_rows: int) -> float:
+    """Seconds the floor takes to read every pending row of `outbox_floor` and mark it published,
+    in passes of `pass_rows` (a transaction each), with the raw driver; nothing is sent."""
+    select_sql = (
+        "SELECT id, topic, key, payload, event_type FROM outbox_floor "
+        "WHERE published_at IS NULL ORDER BY lane, id LIMIT {}"
+    )
+    if url.startswith("postgresql"):
+        connection = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            started = time.perf_counter()
+            while True:
+                async with connection.transaction():
+                    rows = await connection.fetch(select_sql.format("$1"), pass_rows)
+                    if not rows:
+                        return time.perf_counter() - started
+                    await connection.execute(
+                        "UPDATE outbox_floor SET published_at = now() WHERE id = ANY($1)",
+                        [row[0] for row in rows],
+                    )
+        finally:
+            await connection.close()
+    with contextlib.closing(sqlite_writer(sqlite_path(url))) as connection:
+        started = time.perf_counter()
+        while True:
+            rows = connection.execute(select_sql.format("?"), (pass_rows,)).fetchall()
+            if not rows:
+                return time.perf_counter() - started
+            now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(
+                "UPDATE outbox_floor SET published_at = ? WHERE id = ?",
+                [(now, row[0]) for row in rows],
+            )
+            connection.execute("COMMIT")
+
+
+def sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite+aiosqlite:///")
+
+
+async def time_raw(
+    settings: Settings, topic: str, rows: list[tuple[bytes, bytes, bytes]], batches: bool
+) -> float:
+    """Seconds a plain producer takes, from its start, to have every row acknowledged: with
+    `batches`, each partition's rows in record batches of their own (`create_batch`,
+    `send_batch`); otherwise one `send` per row, every one queued before awaiting the acks."""
     content_type = ("content-type", CONTENT_TYPE.encode())
     started = time.perf_counter()
     producer = create_producer(settings)
     await producer.start()
     try:
-        pending = [
-            await producer.send(
-                topic, value=value, key=key, headers=[content_type, ("ce_type", event_type)]
+        if not batches:
+            pending = [
+                await producer.send(
+                    topic, value=value, key=key, headers=[content_type, ("ce_type", event_type)]
+                )
+                for key, value, event_type in rows
+            ]
+            await asyncio.gather(*pending)
+            return time.perf_counter() - started
+        partitions = sorted(await producer.partitions_for(topic))
+        open_batches: dict[int, Any] = {}
+        sent = []
+        for key, value, event_type in rows:
+            partition = partition_of(key, partitions)
+            batch = open_batches.get(partition) or open_batches.setdefault(
+                partition, producer.create_batch()
             )
-            for key, value, event_type in rows
-        ]
-        await asyncio.gather(*pending)
+            headers = [content_type, ("ce_type", event_type)]
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[partition] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
+        for partition, batch in open_batches.items():
+            batch.close()
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
         return time.perf_counter() - started
     finally:
         await producer.stop()
@@ -131,8 +228,9 @@ async def time_raw(settings: Settings, topic: str, rows: list[tuple[bytes, bytes
 
 async def one_round(
     url: str, bootstrap: str, tmp: Path, events: int, seed: int
-) -> tuple[float, float]:
-    """Rows/s of the relay and of the raw produce on a fresh database and fresh topics."""
+) -> dict[str, float]:
+    """Rows/s of the relay, of the raw batched produce, of raw sends one by one and of the
+    floor, on a fresh database and fresh topics."""
     settings = Settings(
         database_url=url,
         kafka_bootstrap=bootstrap,
@@ -140,16 +238,20 @@ async def one_round(
         data_dir=tmp,
         jwt_secret=SECRET,
     )
-    relay_topic, raw_topic = (f"bench.relay.{uuid.uuid4().hex[:8]}" for _ in range(2))
-    await ensure_topics(settings, [relay_topic, raw_topic])
+    relay_topic, raw_topic, sends_topic = (f"bench.relay.{uuid.uuid4().hex[:8]}" for _ in range(3))
+    await ensure_topics(settings, [relay_topic, raw_topic, sends_topic])
     rows = await write_pending(settings, relay_topic, events, seed)
+    await copy_outbox(url)
+    seconds = {}
     if seed % 2:  # alternate which side goes first
-        raw_s = await time_raw(settings, raw_topic, rows)
-        relay_s = await time_relay(settings)
+        seconds["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
+        seconds["relay"] = await time_relay(settings)
     else:
-        relay_s = await time_relay(settings)
-        raw_s = await time_raw(settings, raw_topic, rows)
-    return events / relay_s, events / raw_s
+        seconds["relay"] = await time_relay(settings)
+        seconds["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
+    seconds["sends"] = await time_raw(settings, sends_topic, rows, batches=False)
+    seconds["floor"] = await time_floor(url, settings.outbox_batch_size * settings.outbox_lanes)
+    return {side: events / s for side, s in seconds.items()}
 
 
 def main() -> None:
@@ -160,29 +262,32 @@ def main() -> None:
     args = parser.parse_args()
     dbs = chosen_databases(args)
     tune_garbage_collector()  # the relay's process: as a service's, once started (both sides)
-    results = {}
+    medians: dict[str, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
         EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
     ):
         for db in dbs:
-            relay, raw = [], []
+            rounds = []
             for n in range(args.rounds):
                 with database(db, Path(name), "marketing") as url:
                     rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), args.events, n))
-                relay.append(rates[0])
-                raw.append(rates[1])
-                print(
-                    f"{db} round {n + 1}: relay {rates[0]:,.0f}/s, raw {rates[1]:,.0f}/s",
-                    file=sys.stderr,
-                )
-            results[db] = statistics.median(relay), statistics.median(raw)
+                rounds.append(rates)
+                figures = ", ".join(f"{side} {rate:,.0f}/s" for side, rate in rates.items())
+                print(f"{db} round {n + 1}: {figures}", file=sys.stderr)
+            medians[db] = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print_ratios(
         f"outbox relay, {args.events:,} LeadCaptured rows, median of {args.rounds} rounds",
         ("relay rows/s", "raw rows/s"),
-        results,
+        {db: (m["relay"], m["raw"]) for db, m in medians.items()},
         TARGET,
     )
+    for db, m in medians.items():
+        print(
+            f"{db:<10}floor (the database's part alone): {m['floor']:,.0f} rows/s, "
+            f"{m['floor'] / m['raw']:.1%} of raw; raw with one send per row: "
+            f"{m['sends']:,.0f} rows/s (relay {m['relay'] / m['sends']:.1%} of it)"
+        )
 
 
 if __name__ == "__main__":
