@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, event, insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -122,6 +122,76 @@ def _insert_skipping_conflicts(dialect: str, table: Any, index_elements: Any) ->
     # immutable (`.values()`, `.returning()` return new ones).
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+async def insert_many(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts_on: Sequence[str] | None = None,
+    returning: str | None = None,
+) -> list[Any]:
+    """Insert `rows` (each naming the same columns) in one statement, leaving out those that
+    conflict on `skip_conflicts_on` if given; the `returning` column of each row inserted.
+
+    On PostgreSQL the rows go as one array per column through `unnest`: asyncpg encodes an array
+    at a fraction of the cost of as many rows of parameters, and SQLAlchemy processes 1
+    parameter per column instead of 1 per column and row. Elsewhere, SQLAlchemy's executemany.
+    """
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        statement, processors = _unnest_insert(
+            dialect,
+            table,
+            tuple(rows[0]),
+            None if skip_conflicts_on is None else tuple(skip_conflicts_on),
+            returning,
+        )
+        arrays = {}
+        for name, process in processors.items():
+            values = [row[name] for row in rows]
+            arrays[name] = values if process is None else [process(v) for v in values]
+        result = await session.execute(statement, arrays)
+    else:
+        statement = (
+            insert(table)
+            if skip_conflicts_on is None
+            else insert_skipping_conflicts(session, table, skip_conflicts_on)
+        )
+        if returning is not None:
+            statement = statement.returning(table.c[returning])
+        result = await session.execute(statement, rows)
+    return list(result.scalars()) if returning is not None else []
+
+
+@functools.cache
+def _unnest_insert(
+    dialect: Any,
+    table: Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...] | None,
+    returning: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """`INSERT .. SELECT * FROM unnest(an array per column)` on PostgreSQL, and the bind
+    processor of each column whose type has one in Python (a TypeDecorator's), else None."""
+    casts, processors = [], {}
+    for name in columns:
+        column_type = table.c[name].type
+        casts.append(f"CAST(:{name} AS {column_type.compile(dialect=dialect)}[])")
+        is_decorated = isinstance(column_type, TypeDecorator)
+        processors[name] = column_type.bind_processor(dialect) if is_decorated else None
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({', '.join(casts)})"
+    if conflict is not None:
+        target = f"({', '.join(quote(name) for name in conflict)}) " if conflict else ""
+        sql += f" ON CONFLICT {target}DO NOTHING"
+    if returning is not None:
+        sql += f" RETURNING {quote(returning)}"
+    return text(sql), processors
 
 
 async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:

@@ -28,7 +28,6 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
-    insert,
     select,
     text,
     union_all,
@@ -39,7 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.bus import create_producer
-from shared.db import BigIntKey, PlumbingBase, UTCDateTime, create_engine, session_factory
+from shared.db import (
+    BigIntKey,
+    PlumbingBase,
+    UTCDateTime,
+    create_engine,
+    insert_many,
+    session_factory,
+)
 from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
 from shared.ids import uuid4s
 from shared.metrics import ServiceMetrics
@@ -77,9 +83,8 @@ class OutboxRow(PlumbingBase):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-# The bulk insert, on the table itself: Core skips the ORM's bookkeeping for each row.
+# Bulk inserts go to the table itself: Core skips the ORM's bookkeeping for each row.
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-_INSERT = insert(_OUTBOX)
 # What the relay reads of a pending row to publish it.
 _SENT = (OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event_type, OutboxRow.payload)
 
@@ -207,7 +212,7 @@ class Outbox:
     async def add_rows(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Add outbox rows made by `rows` to the session's transaction, in one statement."""
         if rows:
-            await session.execute(_INSERT, rows)
+            await insert_many(session, _OUTBOX, rows)
             session.info[_DIRTY] = True
 
 

@@ -19,7 +19,7 @@ from services.marketing.models import (
     ScoringModelVersion,
     StatusChange,
 )
-from shared.db import insert_skipping_conflicts
+from shared.db import insert_many, insert_skipping_conflicts
 
 # The tables themselves, for the statements on hot paths: Core skips the ORM's bookkeeping.
 LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -147,8 +147,7 @@ async def insert_lead(session: AsyncSession, values: dict[str, Any]) -> bool:
 
 async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     """Bulk insert for imports, skipping rows whose email is known; the ids inserted."""
-    statement = insert_skipping_conflicts(session, LEADS, ["email"]).returning(LEADS.c.id)
-    return set((await session.execute(statement, rows)).scalars())
+    return set(await insert_many(session, LEADS, rows, skip_conflicts_on=["email"], returning="id"))
 
 
 async def scoring_model_version(session: AsyncSession) -> int:

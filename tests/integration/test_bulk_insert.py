@@ -1,0 +1,73 @@
+"""`insert_many` on both databases: the values as SQLAlchemy would store them, conflicts left
+out or refused, the ids of the rows inserted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, exc, select
+
+from shared.db import UTCDateTime, create_engine, insert_many, session_factory
+
+METADATA = MetaData()
+ITEMS = Table(
+    "bulk_items",
+    METADATA,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), unique=True, nullable=False),
+    Column("count", Integer, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("note", Text, nullable=True),
+)
+JST = timezone(timedelta(hours=9))
+
+
+def item(n: int, email: str | None = None, **values: Any) -> dict[str, Any]:
+    row = {
+        "id": f"id-{n}",
+        "email": email or f"e{n}@x.jp",
+        "count": n,
+        "at": datetime(2026, 3, 1, 9, 0, n, tzinfo=JST),
+        "note": f"note {n} '\"\\",
+    }
+    return {**row, **values}
+
+
+async def test_rows_go_in_as_sqlalchemy_stores_them_and_conflicts_are_left_out(
+    database_url: Callable[[str], Any],
+) -> None:
+    engine = create_engine(await database_url("bulk"))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        sessions = session_factory(engine)
+        first = [item(1), item(2, count=None, note=None), item(3)]
+        async with sessions() as session, session.begin():
+            assert await insert_many(session, ITEMS, first) == []
+        again = [item(4), item(5, email="e1@x.jp"), item(6)]  # 5 repeats 1's email
+        async with sessions() as session, session.begin():
+            inserted = await insert_many(
+                session, ITEMS, again, skip_conflicts_on=["email"], returning="id"
+            )
+        assert sorted(inserted) == ["id-4", "id-6"]
+        async with sessions() as session:
+            stored = (await session.execute(select(ITEMS).order_by(ITEMS.c.id))).all()
+        expected = [item(n) for n in (1, 2, 3, 4, 6)]
+        expected[1].update(count=None, note=None)
+        assert [row._asdict() for row in stored] == [
+            {**row, "at": row["at"].astimezone(UTC)} for row in expected
+        ]
+        async with sessions() as session:
+            assert await insert_many(session, ITEMS, []) == []
+            with pytest.raises(exc.IntegrityError):  # a conflict, not left out: refused
+                await insert_many(session, ITEMS, [item(7, email="e2@x.jp")])
+        async with sessions() as session:
+            # The column's own check: raised as it is (PostgreSQL, values processed before the
+            # statement) or wrapped by SQLAlchemy (executemany).
+            with pytest.raises((ValueError, exc.StatementError), match="naive datetimes"):
+                await insert_many(session, ITEMS, [item(8, at=datetime(2026, 3, 1))])
+    finally:
+        await engine.dispose()
