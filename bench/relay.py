@@ -1,12 +1,21 @@
 """Outbox relay throughput: rows published per second by the real `OutboxRelay` of the marketing
 service (default settings: up to 500 rows per lane and pass, 8 lanes; metrics on, as `baton
-serve` runs it), against a raw aiokafka batched produce of the same bytes (same keys, headers and
-producer options, every `send` queued before awaiting the acks) to a topic with as many
-partitions, on the same embedded broker, in the same run. Each round writes N pending
-LeadCaptured rows with the real Outbox writer (`emit_many`, 10,000 rows a transaction), then
-times the relay from its start until no row is pending, and the raw produce from the producer's
-start until every send is acknowledged.
+serve` runs it), against a raw aiokafka batched produce of the same bytes (same keys, headers,
+partitions and producer options: each partition's rows in record batches of their own,
+`create_batch` and `send_batch`, as the relay sends them) to a topic with as many partitions, on
+the same embedded broker, in the same run. Each round writes N pending LeadCaptured rows with the
+real Outbox writer (`emit_many`, 10,000 rows a transaction), then times the relay from its start
+until no row is pending, and the raw produce from the producer's start until every batch is
+acknowledged. Also shown: raw with one `send` per row, every one queued before awaiting the acks
+(the baseline before the relay sent batches).
 Rows/s, median over rounds (the order of the two sides alternates). Target: relay >= 50% of raw.
+
+The floor, in the same rounds, is the database's part of any relay alone, on a copy of the same
+pending rows (same columns and indexes): every row read and marked published, in passes as large
+as a relay pass at these settings (batch size x lanes, a transaction each), with the raw driver,
+and nothing sent. A relay must do at least this besides sending, so its rate cannot exceed the
+floor's; a target above the floor's ratio is out of reach of a relay marking rows in passes of
+that size on this machine.
 
     .venv/bin/python -m bench.relay [--db sqlite|postgres|both] [--events 50000] [--rounds 5]
 """
