@@ -153,7 +153,7 @@ async def insert_many(
         arrays = {}
         for name, process in processors.items():
             values = [row[name] for row in rows]
-            arrays[name] = values if process is None else [process(v) for v in values]
+            arrays[name] = values if process is None else _processed(process, values)
         result = await session.execute(statement, arrays)
     else:
         statement = (
@@ -165,6 +165,20 @@ async def insert_many(
             statement = statement.returning(table.c[returning])
         result = await session.execute(statement, rows)
     return list(result.scalars()) if returning is not None else []
+
+
+def _processed(process: Any, values: list[Any]) -> list[Any]:
+    """`process` applied to each of `values`; once for a run of the same object (the rows of a
+    bulk insert often share one, such as the time they were made)."""
+    out, last, result = [], _NOTHING, None
+    for value in values:
+        if value is not last:
+            last, result = value, process(value)
+        out.append(result)
+    return out
+
+
+_NOTHING = object()
 
 
 @functools.cache
