@@ -100,22 +100,42 @@ def lane_of(key: str, lanes: int) -> int:
     return zlib.crc32(key.encode()) % lanes
 
 
-def _row(envelope: Envelope, topic: str, lanes: int, created_at: datetime) -> dict[str, Any]:
+def _row(
+    event_id: str,
+    event_type: str,
+    key: str,
+    payload: bytes,
+    occurred_at: datetime,
+    *,
+    topic: str,
+    lanes: int,
+    created_at: datetime,
+) -> dict[str, Any]:
     return {
-        "event_id": str(envelope.id),
-        "event_type": envelope.type,
+        "event_id": event_id,
+        "event_type": event_type,
         "topic": topic,
-        "key": envelope.partitionkey,
-        "lane": lane_of(envelope.partitionkey, lanes),
-        "payload": envelope.to_json().decode(),
-        "occurred_at": envelope.time,
+        "key": key,
+        "lane": lane_of(key, lanes),
+        "payload": payload.decode(),
+        "occurred_at": occurred_at,
         "created_at": created_at,
     }
 
 
 def add_event(session: AsyncSession, envelope: Envelope, *, topic: str, lanes: int) -> None:
     """Store `envelope` for publication when (and only if) the session's transaction commits."""
-    session.add(OutboxRow(**_row(envelope, topic, lanes, datetime.now(UTC))))
+    row = _row(
+        str(envelope.id),
+        envelope.type,
+        envelope.partitionkey,
+        envelope.to_json(),
+        envelope.time,
+        topic=topic,
+        lanes=lanes,
+        created_at=datetime.now(UTC),
+    )
+    session.add(OutboxRow(**row))
     session.info[_DIRTY] = True
 
 
@@ -182,11 +202,9 @@ class Outbox:
         `(data, event time)`, its data already valid as `data_type` (`envelope_json`). No I/O: a
         worker thread may make them while the event loop writes others."""
         created_at = datetime.now(UTC)
-        event_type = data_type.event_type()
-        aggregate, topic, lanes = data_type.aggregate_field, self.topic, self.lanes
+        event_type, aggregate = data_type.event_type(), data_type.aggregate_field
         rows = []
         for (data, time), event_id in zip(events, uuid4s(len(events)), strict=True):
-            key = str(data[aggregate])
             payload = envelope_json(
                 data_type,
                 data,
@@ -196,16 +214,16 @@ class Outbox:
                 causation_id=self._causation_id,
             )
             rows.append(
-                {
-                    "event_id": str(event_id),
-                    "event_type": event_type,
-                    "topic": topic,
-                    "key": key,
-                    "lane": lane_of(key, lanes),
-                    "payload": payload.decode(),
-                    "occurred_at": time,
-                    "created_at": created_at,
-                }
+                _row(
+                    str(event_id),
+                    event_type,
+                    str(data[aggregate]),
+                    payload,
+                    time,
+                    topic=self.topic,
+                    lanes=self.lanes,
+                    created_at=created_at,
+                )
             )
         return rows
 
