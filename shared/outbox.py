@@ -215,7 +215,7 @@ class Outbox:
             )
             rows.append(
                 _row(
-                    str(event_id),
+                    event_id,
                     event_type,
                     str(data[aggregate]),
                     payload,

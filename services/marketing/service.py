@@ -132,11 +132,11 @@ def new_lead(
     body: LeadCreate,
     model: domain.ScoringModel,
     captured_at: datetime,
-    lead_id: uuid.UUID | None = None,
+    lead_id: str | None = None,
 ) -> dict[str, Any]:
     """The column values of a new lead."""
     return {
-        "id": str(lead_id or uuid.uuid4()),
+        "id": lead_id or str(uuid.uuid4()),
         "email": body.email,
         "name": body.name,
         "company": body.company,

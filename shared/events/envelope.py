@@ -89,13 +89,14 @@ def envelope_json(
     data_type: type[EventData],
     data: Mapping[str, Any],
     *,
-    event_id: uuid.UUID,
+    event_id: uuid.UUID | str,
     time: datetime,
     correlation_id: str | None = None,
     causation_id: str | None = None,
 ) -> bytes:
     """The wire form of an event whose `data` is already valid as `data_type` (each field by
-    name, as JSON would hold it, or as a UUID or an aware datetime): byte for byte what
+    name, as JSON would hold it, or as a UUID or an aware datetime; `event_id` a UUID or its
+    canonical text): byte for byte what
     `new_event(data_type(**data), ...).to_json()` gives, without validating it again, for bulk
     paths whose input was validated against the same field types."""
     if time.tzinfo is None:

@@ -95,11 +95,12 @@ def test_envelope_json_is_what_the_envelope_model_writes(
         correlation_id=correlation_id,
         causation_id=causation_id,
     ).to_json()
-    for as_given in (data.model_dump(), data.model_dump(mode="json")):
+    given = [(data.model_dump(), event_id), (data.model_dump(mode="json"), str(event_id))]
+    for as_given, given_id in given:
         written = envelope_json(
             LeadCaptured,
             as_given,
-            event_id=event_id,
+            event_id=given_id,
             time=time,
             correlation_id=correlation_id,
             causation_id=causation_id,

@@ -56,8 +56,10 @@ def test_a_chunk_holds_each_lead_and_its_lead_captured_event() -> None:
 def test_ids_made_in_bulk_are_distinct_random_uuids() -> None:
     ids = uuid4s(10_000)
     assert len(ids) == len(set(ids)) == 10_000
-    assert {i.version for i in ids} == {4}
-    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [str(u) for u in parsed] == ids  # canonical: lower case, hyphens where they go
+    assert {u.version for u in parsed} == {4}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
     assert uuid4s(0) == []
 
 
