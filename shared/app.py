@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from shared.auth import TokenVerifier
 from shared.bus import broker_reachable
 from shared.db import create_engine, session_factory
-from shared.http import authenticated
+from shared.http import authenticated, refuse_nul_text
 from shared.idempotency import IdempotencyMiddleware, sweep_expired
 from shared.inbox import Handler, InboxConsumer, TransactionWorkFactory
 from shared.metrics import ServiceMetrics
@@ -102,7 +102,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
     for router in spec.routers:
         if router.prefix != "/v1":
             raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
-        app.include_router(router, dependencies=[Depends(authenticated)])  # no /v1 without a token
+        # No /v1 without a token; then no text a database cannot store.
+        app.include_router(router, dependencies=[Depends(authenticated), Depends(refuse_nul_text)])
     for router in spec.pages:
         if router.prefix.startswith("/v1"):
             raise ValueError(f"{spec.name}: pages must not be under /v1")

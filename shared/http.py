@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,3 +71,49 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return principal
 
     return check
+
+
+# NUL (U+0000) is valid in JSON and in URLs, but PostgreSQL cannot store it in text, and SQLite
+# would keep what PostgreSQL refuses: it is refused up front, naming where it was.
+_NUL_REASON = "must not contain the NUL character (U+0000)"
+
+
+async def refuse_nul_text(request: Request) -> None:
+    """422 for a NUL in a path or query parameter, or in a string (or key) of a JSON body.
+
+    Other bodies (the imports' CSV and JSON lines) are read row by row, and a row holding a NUL
+    is reported as a bad row. A JSON body without the escape `\\u0000` costs one byte search.
+    """
+    errors: list[dict[str, Any]] = []
+    if "\x00" in request.url.path:
+        errors.append({"loc": ("path",), "msg": _NUL_REASON, "type": "string_nul"})
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            errors.append({"loc": ("query", name), "msg": _NUL_REASON, "type": "string_nul"})
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        body = await request.body()  # read once: FastAPI has it from the same cache
+        if b"\\u0000" in body:
+            with contextlib.suppress(orjson.JSONDecodeError):  # FastAPI reports bad JSON
+                errors.extend(
+                    {"loc": ("body", *where), "msg": _NUL_REASON, "type": "string_nul"}
+                    for where in _nul_paths(orjson.loads(body), ())
+                )
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _nul_paths(value: Any, where: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    """Where, in a parsed JSON value, a string or a key holds a NUL."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield where
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                yield (*where, key)
+            else:
+                yield from _nul_paths(item, (*where, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, (*where, index))

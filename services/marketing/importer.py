@@ -43,10 +43,11 @@ def parse(content: bytes, content_type: str) -> ParsedFile:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ImportFileError("body", f"the file is not UTF-8 (byte {exc.start})") from exc
+    nul = "\x00" in text  # rows are searched for it only when the file has one
     if media in CSV_TYPES:
-        return _validate(_csv_rows(text))
+        return _validate(_csv_rows(text), nul)
     if media in JSONL_TYPES:
-        return _validate(_jsonl_rows(text))
+        return _validate(_jsonl_rows(text), nul)
     raise ImportFileError(
         "Content-Type", f"use {CSV_TYPES[0]} (with a header) or {JSONL_TYPES[0]} (JSON lines)"
     )
@@ -83,12 +84,14 @@ def _jsonl_rows(text: str) -> Any:
         yield number, value if isinstance(value, dict) else ("row", "not a JSON object")
 
 
-def _validate(rows: Any) -> ParsedFile:
+def _validate(rows: Any, nul: bool) -> ParsedFile:
     parsed = ParsedFile()
     for line, values in rows:
         parsed.count += 1
         if parsed.count > MAX_ROWS:
             raise ImportFileError("body", f"more than {MAX_ROWS} rows; split the file")
+        if nul and not isinstance(values, tuple):
+            values = _nul_field(values) or values
         if isinstance(values, tuple):
             parsed.errors.append(ImportRowError(line=line, field=values[0], reason=values[1]))
             continue
@@ -100,3 +103,11 @@ def _validate(rows: Any) -> ParsedFile:
                 ImportRowError(line=line, field=field_name(first["loc"]), reason=first["msg"])
             )
     return parsed
+
+
+def _nul_field(values: dict[str, Any]) -> tuple[str, str] | None:
+    """The row's first field (or key) holding NUL, which no database here stores, as an error."""
+    for name, value in values.items():
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            return name.replace("\x00", "\\u0000"), "must not contain the NUL character (U+0000)"
+    return None

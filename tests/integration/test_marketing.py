@@ -241,6 +241,41 @@ async def test_import_reports_exactly_the_bad_rows(marketing: httpx.AsyncClient)
     assert [e["line"] for e in again.json()["errors"]] == [9]
 
 
+async def test_text_with_a_nul_is_refused_naming_where(marketing: httpx.AsyncClient) -> None:
+    """PostgreSQL cannot store U+0000 in text: a 422 naming the field, on both databases, and
+    nothing stored; a backslash before "u0000" is plain text."""
+    refused = await marketing.post("/v1/leads", json=new_lead(name="Ito\x00"), headers=WRITE)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"name": "name", "reason": "must not contain the NUL character (U+0000)"}
+    ]
+    nested = await marketing.post(
+        "/v1/campaigns", json={"name": "Spring", "channel": "ads", "x\x00": 1}, headers=ADMIN
+    )
+    assert nested.status_code == 422
+    assert nested.json()["errors"] == [  # a key holding it: named as it is (JSON escapes it)
+        {"name": "x\x00", "reason": "must not contain the NUL character (U+0000)"}
+    ]
+    in_query = await marketing.get("/v1/leads", params={"email": "a\x00@x.jp"}, headers=WRITE)
+    assert in_query.status_code == 422, in_query.text
+    assert in_query.json()["errors"][0]["name"] == "email"
+    in_path = await marketing.get("/v1/leads/a%00b", headers=WRITE)
+    assert in_path.status_code == 422, in_path.text
+    backslash = new_lead(name="Ito \\u0000")
+    accepted = await marketing.post("/v1/leads", json=backslash, headers=WRITE)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["name"] == "Ito \\u0000"
+    rows = "email,name,company,source\nn1@x.jp,A\x00B,C,seo\nn2@x.jp,AB,C,seo\n"
+    imported = await marketing.post(
+        "/v1/leads/import", content=rows.encode(), headers={**WRITE, "content-type": "text/csv"}
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["created"] == 1
+    assert imported.json()["errors"] == [
+        {"line": 2, "field": "name", "reason": "must not contain the NUL character (U+0000)"}
+    ]
+
+
 async def test_import_skips_emails_already_known(marketing: httpx.AsyncClient) -> None:
     tag = uuid.uuid4().hex[:8]
     known = await create_lead(marketing, email=f"{tag}-2100@example.jp", name="First seen")
