@@ -44,9 +44,11 @@ from bench.fleet import (
     add_database_option,
     asyncpg_dsn,
     chosen_databases,
+    copy_tables,
     fleet,
     lead_captured_json,
     postgres_database,
+    sqlite_path,
     sqlite_writer,
 )
 from services.marketing import domain, importer
@@ -132,8 +134,9 @@ class Raw:
 
     def __init__(self, url: str) -> None:
         self.postgres = url.startswith("postgresql")
+        self.service_url = url
         self.url = asyncpg_dsn(url)
-        self.path = url.removeprefix("sqlite+aiosqlite:///")
+        self.path = sqlite_path(url)
 
     def run(self, statement: str) -> Any:
         """Execute one statement; the first value of the result."""
@@ -154,18 +157,8 @@ class Raw:
         """The scratch tables: leads_raw; leads_floor and outbox_floor; leads_copy (COPY)."""
         copies = [("leads", "leads_raw"), ("leads", "leads_floor"), ("outbox", "outbox_floor")]
         if self.postgres:  # leads_copy: for COPY, so that leads_raw grows as leads does
-            for table, copy in [*copies, ("leads", "leads_copy")]:
-                self.run(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")
-            return
-        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection:
-            for table, copy in copies:
-                found = connection.execute(
-                    "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
-                    (table,),
-                ).fetchall()
-                for (sql,) in found:
-                    connection.execute(sql.replace(table, copy))
-            connection.commit()
+            copies.append(("leads", "leads_copy"))
+        asyncio.run(copy_tables(self.service_url, copies))
 
     def pending_events(self) -> int:
         return int(self.run("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,38 @@ def chosen_databases(args: argparse.Namespace) -> tuple[str, ...]:
 def asyncpg_dsn(url: str) -> str:
     """A service's database URL (postgresql+asyncpg://...) as asyncpg takes it."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a service's SQLite database URL (sqlite+aiosqlite:///...)."""
+    return url.removeprefix("sqlite+aiosqlite:///")
+
+
+async def copy_tables(
+    url: str, copies: Sequence[tuple[str, str]], *, with_rows: bool = False
+) -> None:
+    """For each `(table, copy)` of the database at `url`: a new table `copy` with the columns and
+    indexes of `table` (and its rows, `with_rows`), for a raw baseline or a floor to fill."""
+    if url.startswith("postgresql"):
+        connection = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            for table, copy in copies:
+                await connection.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")
+                if with_rows:
+                    await connection.execute(f"INSERT INTO {copy} SELECT * FROM {table}")
+                    await connection.execute(f"ANALYZE {copy}")
+        finally:
+            await connection.close()
+        return
+    with contextlib.closing(sqlite_writer(sqlite_path(url))) as connection:
+        for table, copy in copies:
+            schema = connection.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)
+            ).fetchall()
+            for (sql,) in schema:
+                connection.execute(sql.replace(table, copy))
+            if with_rows:
+                connection.execute(f"INSERT INTO {copy} SELECT * FROM {table}")
 
 
 def sqlite_writer(path: str) -> sqlite3.Connection:

@@ -55,6 +55,7 @@ from bench.fleet import (
     chosen_databases,
     database,
     print_ratios,
+    sqlite_path,
     sqlite_writer,
 )
 from services.kpi.app import SPEC as KPI
@@ -358,7 +359,7 @@ class FloorInbox:
     def __init__(self, url: str) -> None:
         self.postgres = url.startswith("postgresql")
         self.url = asyncpg_dsn(url)
-        self.path = url.removeprefix("sqlite+aiosqlite:///")
+        self.path = sqlite_path(url)
         self._pg: asyncpg.Connection | None = None
         self._sqlite: sqlite3.Connection | None = None
 

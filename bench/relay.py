@@ -45,8 +45,10 @@ from bench.fleet import (
     add_database_option,
     asyncpg_dsn,
     chosen_databases,
+    copy_tables,
     database,
     print_ratios,
+    sqlite_path,
     sqlite_writer,
 )
 from services.marketing.app import SPEC as MARKETING
@@ -131,27 +133,6 @@ async def time_relay(settings: Settings) -> float:
         await engine.dispose()
 
 
-async def copy_outbox(url: str) -> None:
-    """`outbox_floor`: a copy of `outbox` (same columns and indexes) with the same pending rows,
-    for the floor."""
-    if url.startswith("postgresql"):
-        connection = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            await connection.execute("CREATE TABLE outbox_floor (LIKE outbox INCLUDING ALL)")
-            await connection.execute("INSERT INTO outbox_floor SELECT * FROM outbox")
-            await connection.execute("ANALYZE outbox_floor")
-        finally:
-            await connection.close()
-        return
-    with contextlib.closing(sqlite_writer(sqlite_path(url))) as connection:
-        schema = connection.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'outbox' AND sql IS NOT NULL"
-        ).fetchall()
-        for (sql,) in schema:
-            connection.execute(sql.replace("outbox", "outbox_floor"))
-        connection.execute("INSERT INTO outbox_floor SELECT * FROM outbox")
-
-
 async def time_floor(url: str, pass_rows: int) -> float:
     """Seconds the floor takes to read every pending row of `outbox_floor` and mark it published,
     in passes of `pass_rows` (a transaction each), with the raw driver; nothing is sent."""
@@ -187,10 +168,6 @@ async def time_floor(url: str, pass_rows: int) -> float:
                 [(now, row[0]) for row in rows],
             )
             connection.execute("COMMIT")
-
-
-def sqlite_path(url: str) -> str:
-    return url.removeprefix("sqlite+aiosqlite:///")
 
 
 async def time_raw(
@@ -250,7 +227,7 @@ async def one_round(
     relay_topic, raw_topic, sends_topic = (f"bench.relay.{uuid.uuid4().hex[:8]}" for _ in range(3))
     await ensure_topics(settings, [relay_topic, raw_topic, sends_topic])
     rows = await write_pending(settings, relay_topic, events, seed)
-    await copy_outbox(url)
+    await copy_tables(url, [("outbox", "outbox_floor")], with_rows=True)  # for the floor
     seconds = {}
     if seed % 2:  # alternate which side goes first
         seconds["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
