@@ -54,6 +54,7 @@ from bench.fleet import (
 from services.marketing import domain, importer
 from shared.auth import mint_token
 from shared.events.catalog import LeadSource
+from shared.ids import new_ids
 from shared.outbox import lane_of
 from shared.settings import ServiceSettings, topic_of
 
@@ -108,11 +109,11 @@ def raw_rows(prefix: str, count: int) -> list[tuple[Any, ...]]:
     """The rows the import makes of the same file (other ids and emails)."""
     model, now = domain.ScoringModel(), datetime.now(UTC)
     rows = []
-    for n in range(count):
+    for n, lead_id in enumerate(new_ids(count)):
         title, company = TITLES[n % 4] or None, f"Company {n % 500} KK"
         rows.append(
             (
-                str(uuid.uuid4()),
+                lead_id,
                 f"{prefix}-{n}@example.jp",
                 f"Lead {n}",
                 company,
@@ -231,8 +232,8 @@ def floor_rows(body: bytes) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
     parsed = importer.parse(body, "text/csv")
     model, now = domain.ScoringModel(), datetime.now(UTC)
     leads, events = [], []
-    for _, lead in parsed.rows:
-        lead_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    ids = zip(new_ids(len(parsed.rows)), new_ids(len(parsed.rows)), strict=True)
+    for (_, lead), (lead_id, event_id) in zip(parsed.rows, ids, strict=True):
         campaign_id = str(lead.campaign_id) if lead.campaign_id else None
         data = {
             "email": lead.email,

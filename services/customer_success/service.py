@@ -34,6 +34,7 @@ from shared.events import (
     NpsRecorded,
     UpsellWon,
 )
+from shared.ids import new_id
 from shared.outbox import Outbox
 
 
@@ -75,7 +76,7 @@ async def open_account(session: AsyncSession, deal: DealWon, won_at: datetime) -
         return
     _, body, _ = await current_model(session)
     account = Account(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         opportunity_id=str(deal.opportunity_id),
         lead_id=str(deal.lead_id),
         company=deal.company,

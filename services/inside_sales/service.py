@@ -30,6 +30,7 @@ from shared.events import (
     LeadResponseSlaBreached,
     OpportunityCreated,
 )
+from shared.ids import new_id
 from shared.outbox import Outbox
 
 
@@ -54,7 +55,7 @@ async def add_rep(session: AsyncSession, body: RepCreate) -> Rep:
             f"a rep with the email {body.email} exists",
             errors=[{"name": "email", "reason": "already known"}],
         )
-    rep = Rep(id=str(uuid.uuid4()), name=body.name, email=body.email, created_at=now())
+    rep = Rep(id=new_id(), name=body.name, email=body.email, created_at=now())
     rep.active, rep.last_turn = True, 0
     session.add(rep)
     return rep
@@ -246,7 +247,7 @@ async def qualify(session: AsyncSession, outbox: Outbox, lead_id: str, body: Qua
             errors=[{"name": c, "reason": "required to qualify, not identified"} for c in unmet],
         )
     occurred_at = body.occurred_at or now()
-    opportunity_id = uuid.uuid4()
+    opportunity_id = uuid.UUID(new_id())
     contact = body.contact or Contact(name=item.name, email=item.email, title=item.title)
     item.status = "qualified"
     item.closed_at = occurred_at

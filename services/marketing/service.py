@@ -42,7 +42,7 @@ from shared.events import (
     LeadQualified,
     MqlRule,
 )
-from shared.ids import uuid4s
+from shared.ids import new_id, new_ids
 from shared.outbox import Outbox
 
 
@@ -136,7 +136,7 @@ def new_lead(
 ) -> dict[str, Any]:
     """The column values of a new lead."""
     return {
-        "id": lead_id or str(uuid.uuid4()),
+        "id": lead_id or new_id(),
         "email": body.email,
         "name": body.name,
         "company": body.company,
@@ -291,9 +291,7 @@ def record_feedback(
 
 
 async def create_campaign(session: AsyncSession, body: CampaignCreate) -> Campaign:
-    campaign = Campaign(
-        id=str(uuid.uuid4()), name=body.name, channel=body.channel, created_at=now()
-    )
+    campaign = Campaign(id=new_id(), name=body.name, channel=body.channel, created_at=now())
     session.add(campaign)
     return campaign
 
@@ -399,7 +397,7 @@ def prepare_chunk(
     """The rows of a chunk's leads and of their LeadCaptured events (no I/O)."""
     leads = [
         new_lead(body, model, body.occurred_at or captured, lead_id)
-        for body, lead_id in zip(bodies, uuid4s(len(bodies)), strict=True)
+        for body, lead_id in zip(bodies, new_ids(len(bodies)), strict=True)
     ]
     # LeadCreate validated each field with LeadCaptured's own types: no need to validate again.
     events = [({"lead_id": r["id"], **r}, r["captured_at"]) for r in leads]

@@ -11,7 +11,6 @@ from services.marketing import domain
 from services.marketing.schemas import LeadCreate
 from services.marketing.service import prepare_chunk, sort_import
 from shared.events import LeadCaptured
-from shared.ids import uuid4s
 from shared.outbox import Outbox, lane_of
 
 CAMPAIGN = uuid.uuid4()
@@ -51,16 +50,6 @@ def test_a_chunk_holds_each_lead_and_its_lead_captured_event() -> None:
         assert event["event_type"] == envelope["type"] == "baton.LeadCaptured.v1"
         assert event["occurred_at"] == row["captured_at"]
     assert orjson.loads(chunk.events[1]["payload"])["data"]["campaign_id"] == str(CAMPAIGN)
-
-
-def test_ids_made_in_bulk_are_distinct_random_uuids() -> None:
-    ids = uuid4s(10_000)
-    assert len(ids) == len(set(ids)) == 10_000
-    parsed = [uuid.UUID(i) for i in ids]
-    assert [str(u) for u in parsed] == ids  # canonical: lower case, hyphens where they go
-    assert {u.version for u in parsed} == {4}
-    assert {u.variant for u in parsed} == {uuid.RFC_4122}
-    assert uuid4s(0) == []
 
 
 def test_a_validated_lead_is_valid_as_lead_captured() -> None:
