@@ -303,6 +303,69 @@ async def test_import_skips_emails_already_known(marketing: httpx.AsyncClient) -
     assert funnel["leads"] == 2_499
 
 
+REFUSE_POISON = {
+    "postgresql": [
+        """CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.email LIKE 'poison-%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON leads"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON leads WHEN NEW.email LIKE 'poison-%'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+}
+
+
+async def test_an_import_failing_midway_leaves_whole_chunks_each_with_its_events(
+    broker: EmbeddedBroker, topics: Any, database_url: Any, tmp_path: Path
+) -> None:
+    # Its chunks are written side by side on PostgreSQL: the one refused (the database's own
+    # error, not the input's) cancels those being written, and none is left half written.
+    url = await database_url("marketing")
+    settings = make_settings(
+        "marketing", database_url=url, bootstrap=broker.bootstrap, data_dir=tmp_path
+    )
+    async with serve(create_app(settings)) as marketing:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                for statement in REFUSE_POISON[engine.dialect.name]:
+                    await connection.execute(text(statement))
+            tag = uuid.uuid4().hex[:8]
+            lines = ["email,name,company,source"]
+            lines += [f"{tag}-{n}@example.jp,Name {n},Company {n},seo" for n in range(11_000)]
+            lines[5_000] = f"poison-{tag}@example.jp,Poison,Company,seo"  # in the third chunk
+            failed = await marketing.post(
+                "/v1/leads/import",
+                content="\n".join(lines).encode(),
+                headers={**WRITE, "content-type": "text/csv"},
+                timeout=120,
+            )
+            assert failed.status_code == 500, failed.text
+            assert failed.headers["content-type"] == "application/problem+json"
+            async with engine.connect() as connection:
+                leads = await connection.scalar(text("SELECT count(*) FROM leads"))
+                events = await connection.scalar(
+                    text("SELECT count(*) FROM outbox WHERE event_type = 'baton.LeadCaptured.v1'")
+                )
+            assert leads == events  # a lead and its event or neither
+            assert leads % 2_000 == 0 and leads <= 8_000  # whole chunks, the third not among them
+            again = await marketing.post(
+                "/v1/leads/import",
+                content="\n".join(line for line in lines if "poison" not in line).encode(),
+                headers={**WRITE, "content-type": "text/csv"},
+                timeout=120,
+            )
+            assert again.status_code == 200, again.text
+            assert again.json()["created"] == 10_999 - leads
+        finally:
+            await engine.dispose()
+
+
 async def test_concurrent_twins_get_one_lead_and_clear_409s(marketing: httpx.AsyncClient) -> None:
     payload = new_lead()
     responses = await asyncio.gather(
