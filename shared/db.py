@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from shared import sqlite_driver
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -69,12 +71,15 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An engine for `url`; SQLite files get WAL, a busy timeout and their folder created."""
+    """An engine for `url`; SQLite files get WAL, a busy timeout and their folder created, and
+    take one trip to their connection's thread per statement (`shared.sqlite_driver`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, module=sqlite_driver.DBAPI
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -105,7 +110,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(connection: Any) -> None:
     # Taking the write lock at BEGIN avoids SQLITE_BUSY deadlocks between read-then-write
     # transactions (a deferred transaction cannot upgrade its lock while another writer waits).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A transaction begun by `read_only` takes no lock: in WAL, readers and the writer do not
+    # wait on each other.
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "baton_read_only"
+
+
+async def read_only(session: AsyncSession) -> None:
+    """Begin the session's transaction as one that only reads (before its first statement).
+
+    On SQLite every other transaction takes the database's one write lock as it begins, so that
+    transactions that read and then write cannot deadlock; one that only reads need not, and
+    then neither waits for a writer nor holds one up (a GET answered while the consumer
+    commits, and the other way round). Elsewhere nothing changes.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.connection(execution_options={_READ_ONLY: True})
 
 
 def insert_skipping_conflicts(

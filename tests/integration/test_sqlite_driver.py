@@ -1,0 +1,64 @@
+"""SQLite through `shared.sqlite_driver`: a statement takes one trip to the connection's thread,
+and what a DBAPI cursor tells (rows, rowcount, lastrowid, errors) is as SQLAlchemy expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, select, update
+
+from shared.db import create_engine
+
+METADATA = MetaData()
+THINGS = Table(
+    "things",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), unique=True, nullable=False),
+)
+
+
+async def test_statements_tell_what_a_cursor_tells_in_one_trip_each(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        async with engine.begin() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            trips: list[Any] = []
+            execute = driver._execute
+
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                trips.append(fn)
+                return await execute(fn, *args, **kwargs)
+
+            driver._execute = counted  # counts the trips; the work is the real driver's
+            first = await connection.execute(insert(THINGS).values(name="a"))
+            assert first.inserted_primary_key == (1,)  # lastrowid
+            assert len(trips) == 1
+            many = await connection.execute(insert(THINGS), [{"name": "b"}, {"name": "c"}])
+            assert many.rowcount == 2
+            returned = await connection.execute(
+                insert(THINGS).values(name="d").returning(THINGS.c.id, THINGS.c.name)
+            )
+            assert returned.all() == [(4, "d")]
+            changed = await connection.execute(
+                update(THINGS).where(THINGS.c.id > 2).values(name=THINGS.c.name + "!")
+            )
+            assert changed.rowcount == 2
+            trips.clear()
+            rows = await connection.execute(select(THINGS).order_by(THINGS.c.id))
+            assert rows.fetchmany(2) == [(1, "a"), (2, "b")]
+            assert rows.all() == [(3, "c!"), (4, "d!")]
+            assert len(trips) == 1
+            nothing = await connection.execute(select(THINGS).where(THINGS.c.id > 10))
+            assert nothing.all() == []
+            assert list(nothing.keys()) == ["id", "name"]
+            streamed = await connection.stream(select(THINGS.c.name).order_by(THINGS.c.id))
+            assert [name async for name in streamed.scalars()] == ["a", "b", "c!", "d!"]
+            with pytest.raises(exc.IntegrityError, match="UNIQUE"):
+                await connection.execute(insert(THINGS).values(name="a"))
+    finally:
+        await engine.dispose()
