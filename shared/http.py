@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import AuthError, Principal
+from shared.db import read_only
 from shared.outbox import Outbox
 from shared.problems import Problem
 from shared.runtime import Runtime
@@ -33,10 +34,16 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed when the route returns: the one commit boundary."""
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed when the route returns: the one commit boundary.
+    A GET (or HEAD) only reads: its transaction is begun as such (`shared.db.read_only`)."""
     async with runtime.sessions() as session, session.begin():
+        if request.method in READING_METHODS:
+            await read_only(session)
         yield session
+
+
+READING_METHODS = frozenset({"GET", "HEAD"})
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -44,6 +44,7 @@ from shared.db import (
     UTCDateTime,
     create_engine,
     insert_many,
+    read_only,
     session_factory,
 )
 from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
@@ -407,9 +408,11 @@ class OutboxRelay:
                     await send_rows(producer, rows, self._send_timeout_s)
                     await self._mark_published(session, rows)
         else:
-            # SQLite has one writer: read, then send without holding its write lock, so that
-            # requests keep committing while a send waits on a slow or absent broker.
+            # SQLite has one writer: read (without taking its write lock), then send without
+            # holding it, so that requests keep committing while a send waits on a slow or
+            # absent broker.
             async with self._sessions() as session:
+                await read_only(session)
                 rows = await self._pending(session, list(range(self._settings.outbox_lanes)))
             if rows:
                 await send_rows(producer, rows, self._send_timeout_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -364,6 +365,32 @@ async def test_an_import_failing_midway_leaves_whole_chunks_each_with_its_events
             assert again.json()["created"] == 10_999 - leads
         finally:
             await engine.dispose()
+
+
+async def test_reads_on_sqlite_do_not_wait_for_a_writer(
+    broker: EmbeddedBroker, topics: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "marketing.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    settings = make_settings(
+        "marketing", database_url=url, bootstrap=broker.bootstrap, data_dir=tmp_path
+    )
+    async with serve(create_app(settings)) as marketing:
+        # A writer of its own, off the event loop (which serves the service meanwhile).
+        writer = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            # It holds the write lock, as a long import would.
+            await asyncio.to_thread(writer.execute, "BEGIN IMMEDIATE")
+            started = time.perf_counter()
+            listed = await marketing.get("/v1/leads", headers=WRITE, timeout=20)
+            assert listed.status_code == 200, listed.text
+            unknown = await marketing.get(f"/v1/leads/{uuid.uuid4()}", headers=WRITE, timeout=20)
+            assert unknown.status_code == 404, unknown.text
+            assert time.perf_counter() - started < 5  # the busy timeout is 30 s
+        finally:
+            await asyncio.to_thread(writer.execute, "ROLLBACK")
+            writer.close()
+        await create_lead(marketing)  # and writes go on once the writer is done
 
 
 async def test_concurrent_twins_get_one_lead_and_clear_409s(marketing: httpx.AsyncClient) -> None:
