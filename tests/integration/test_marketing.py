@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,16 @@ async def create_lead(client: httpx.AsyncClient, **overrides: Any) -> dict[str, 
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def import_csv(client: httpx.AsyncClient, lines: Iterable[str]) -> httpx.Response:
+    """POST the CSV of `lines` (the header first) to the import."""
+    return await client.post(
+        "/v1/leads/import",
+        content="\n".join(lines).encode(),
+        headers={**WRITE, "content-type": "text/csv"},
+        timeout=120,
+    )
 
 
 async def activity(
@@ -219,12 +229,7 @@ async def test_import_reports_exactly_the_bad_rows(marketing: httpx.AsyncClient)
         else:
             lines.append(f"{tag}-{n}@example.jp,Name {n},Company {n},CTO,seo")
     lines.append(f"{tag}-0@example.jp,Twin,Company,,seo")  # repeats line 2: a duplicate
-    response = await marketing.post(
-        "/v1/leads/import",
-        content="\n".join(lines).encode(),
-        headers={**WRITE, "content-type": "text/csv"},
-        timeout=120,
-    )
+    response = await import_csv(marketing, lines)
     assert response.status_code == 200, response.text
     result = response.json()
     assert len(bad_lines) == 50
@@ -232,11 +237,7 @@ async def test_import_reports_exactly_the_bad_rows(marketing: httpx.AsyncClient)
     assert result["rows"] == 10_001
     assert result["created"] == 10_000 - 50
     assert result["duplicates"] == 1
-    again = await marketing.post(
-        "/v1/leads/import",
-        content="\n".join(lines[:11]).encode(),
-        headers={**WRITE, "content-type": "text/csv"},
-    )
+    again = await import_csv(marketing, lines[:11])
     assert again.json()["created"] == 0
     assert again.json()["duplicates"] == 9  # the ten first rows but the bad one on line 9
     assert [e["line"] for e in again.json()["errors"]] == [9]
@@ -289,12 +290,7 @@ async def test_import_skips_emails_already_known(marketing: httpx.AsyncClient) -
     for n in range(2_500):  # two chunks; the known email is in the second
         lines.append(f"{tag}-{n}@example.jp,Name {n},Company {n},CTO,seo,{campaign['id']}")
     lines.append(f"{tag}-5@example.jp,Twin,Company,,seo,")  # repeats a row of the file
-    response = await marketing.post(
-        "/v1/leads/import",
-        content="\n".join(lines).encode(),
-        headers={**WRITE, "content-type": "text/csv"},
-        timeout=120,
-    )
+    response = await import_csv(marketing, lines)
     assert response.status_code == 200, response.text
     assert response.json() == {"rows": 2_501, "created": 2_499, "duplicates": 2, "errors": []}
     detail = (await marketing.get(f"/v1/leads/{known['id']}", headers=WRITE)).json()
@@ -340,12 +336,7 @@ async def test_an_import_failing_midway_leaves_whole_chunks_each_with_its_events
             lines = ["email,name,company,source"]
             lines += [f"{tag}-{n}@example.jp,Name {n},Company {n},seo" for n in range(11_000)]
             lines[5_000] = f"poison-{tag}@example.jp,Poison,Company,seo"  # in the third chunk
-            failed = await marketing.post(
-                "/v1/leads/import",
-                content="\n".join(lines).encode(),
-                headers={**WRITE, "content-type": "text/csv"},
-                timeout=120,
-            )
+            failed = await import_csv(marketing, lines)
             assert failed.status_code == 500, failed.text
             assert failed.headers["content-type"] == "application/problem+json"
             async with engine.connect() as connection:
@@ -355,12 +346,7 @@ async def test_an_import_failing_midway_leaves_whole_chunks_each_with_its_events
                 )
             assert leads == events  # a lead and its event or neither
             assert leads % 2_000 == 0 and leads <= 8_000  # whole chunks, the third not among them
-            again = await marketing.post(
-                "/v1/leads/import",
-                content="\n".join(line for line in lines if "poison" not in line).encode(),
-                headers={**WRITE, "content-type": "text/csv"},
-                timeout=120,
-            )
+            again = await import_csv(marketing, [line for line in lines if "poison" not in line])
             assert again.status_code == 200, again.text
             assert again.json()["created"] == 10_999 - leads
         finally:
