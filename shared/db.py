@@ -81,7 +81,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
             url, echo=echo, connect_args={"timeout": 30}, module=sqlite_driver.DBAPI
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
     event.listen(engine.sync_engine, "checkout", _reconnect_if_closed)
@@ -107,7 +107,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
+def _sqlite_begin(connection: Any) -> None:
     # Taking the write lock at BEGIN avoids SQLITE_BUSY deadlocks between read-then-write
     # transactions (a deferred transaction cannot upgrade its lock while another writer waits).
     # A transaction begun by `read_only` takes no lock: in WAL, readers and the writer do not

@@ -34,6 +34,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+READING_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """One session per request, committed when the route returns: the one commit boundary.
     A GET (or HEAD) only reads: its transaction is begun as such (`shared.db.read_only`)."""
@@ -41,9 +44,6 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[As
         if request.method in READING_METHODS:
             await read_only(session)
         yield session
-
-
-READING_METHODS = frozenset({"GET", "HEAD"})
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 _VERSION_7 = 0x7 << 76
 _VARIANT = 0b10 << 62
@@ -23,6 +24,11 @@ _COUNTER_START = 1 << 41  # a batch's counter starts below this: room for 2**41 
 def new_id() -> str:
     """A UUIDv7 in its canonical text form."""
     return new_ids(1)[0]
+
+
+def new_uuid() -> uuid.UUID:
+    """A UUIDv7 as a `uuid.UUID` (for an event's id and fields typed so)."""
+    return uuid.UUID(int=_values(1)[0])
 
 
 def new_ids(count: int) -> list[str]:
@@ -36,16 +42,22 @@ def new_ids(count: int) -> list[str]:
     `uuid.uuid4()` does, matters to a worker thread making thousands while the event loop runs:
     each read lets go of the GIL and waits to get it back.
     """
+    ids = []
+    for value in _values(count):
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
+def _values(count: int) -> list[int]:
+    """The 128-bit values of `count` UUIDv7s (see `new_ids`)."""
     if count <= 0:
         return []
     randomness = os.urandom(6 + 4 * count)
     head = (time.time_ns() // 1_000_000) << 80 | _VERSION_7 | _VARIANT
     start = int.from_bytes(randomness[:6]) % _COUNTER_START
     tails = memoryview(randomness)[6:].cast("I")
-    ids = []
-    for n in range(count):
-        counter = start + n
-        value = head | (counter >> 30) << 64 | (counter & 0x3FFF_FFFF) << 32 | tails[n]
-        h = f"{value:032x}"
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return ids
+    return [
+        head | (counter >> 30) << 64 | (counter & 0x3FFF_FFFF) << 32 | tails[n]
+        for n, counter in enumerate(range(start, start + count))
+    ]

@@ -30,7 +30,7 @@ from shared.events import (
     LeadResponseSlaBreached,
     OpportunityCreated,
 )
-from shared.ids import new_id
+from shared.ids import new_id, new_uuid
 from shared.outbox import Outbox
 
 
@@ -247,7 +247,7 @@ async def qualify(session: AsyncSession, outbox: Outbox, lead_id: str, body: Qua
             errors=[{"name": c, "reason": "required to qualify, not identified"} for c in unmet],
         )
     occurred_at = body.occurred_at or now()
-    opportunity_id = uuid.UUID(new_id())
+    opportunity_id = new_uuid()
     contact = body.contact or Contact(name=item.name, email=item.email, title=item.title)
     item.status = "qualified"
     item.closed_at = occurred_at

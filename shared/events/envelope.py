@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from shared.ids import new_id
+from shared.ids import new_uuid
 
 CONTENT_TYPE = "application/cloudevents+json"
 TYPE_PATTERN = r"^baton\.[A-Z][A-Za-z]+\.v[1-9][0-9]*$"
@@ -75,7 +75,7 @@ def new_event(
     if when.tzinfo is None:
         raise ValueError("event time must carry a time zone")
     return Envelope(
-        id=event_id or uuid.UUID(new_id()),
+        id=event_id or new_uuid(),
         source=f"/services/{data.producer}",
         type=data.event_type(),
         time=when,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from shared.ids import new_id, new_ids
+from shared.ids import new_id, new_ids, new_uuid
 
 
 def _millisecond(value: str) -> int:
@@ -36,3 +36,11 @@ def test_ids_made_later_sort_later_and_batches_do_not_collide() -> None:
     assert len(set(every)) == len(every)
     # The last 32 bits are random for each id, not counted.
     assert len({uuid.UUID(i).int & 0xFFFF_FFFF for i in every}) > len(every) * 0.99
+
+
+def test_an_id_as_a_uuid_is_the_same_kind() -> None:
+    before = time.time_ns() // 1_000_000
+    made = new_uuid()
+    assert isinstance(made, uuid.UUID)
+    assert made.version == 7 and made.variant == uuid.RFC_4122
+    assert before <= _millisecond(str(made)) <= time.time_ns() // 1_000_000
