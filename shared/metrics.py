@@ -48,6 +48,13 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=r,
         ).labels
+        self.group_commit_items = Histogram(
+            "baton_group_commit_items",
+            "Items written per transaction by a group commit",
+            ["group"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        ).labels
         self.dlq_sent = Counter(
             "baton_dlq_events", "Events sent to the dead-letter topic", registry=r
         )

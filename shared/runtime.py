@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier
+from shared.group_commit import GroupCommit, GroupWrite
 from shared.inbox import InboxConsumer
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Groups written side by side on PostgreSQL: while one waits for its commit, the next is on its
+# way (SQLite has one writer at a time).
+GROUP_WRITERS_POSTGRES = 2
 
 
 @dataclass
@@ -31,3 +40,19 @@ class Runtime:
     maintenance: asyncio.Lock = field(default_factory=asyncio.Lock)
     # A service's own per-process objects, by name (e.g. the KPI service's result cache).
     extensions: dict[str, Any] = field(default_factory=dict)
+
+    def group_commit(
+        self, name: str, write: Callable[[Runtime], GroupWrite[Item, Result]]
+    ) -> GroupCommit[Item, Result]:
+        """The process's group commit `name` (`shared.group_commit`) of the write that
+        `write(runtime)` gives, made on first use."""
+        group: GroupCommit[Item, Result] | None = self.extensions.get(name)
+        if group is None:
+            postgres = self.engine.dialect.name == "postgresql"
+            group = self.extensions[name] = GroupCommit(
+                self.sessions,
+                write(self),
+                writers=GROUP_WRITERS_POSTGRES if postgres else 1,
+                observe=self.metrics.group_commit_items(group=name).observe,
+            )
+        return group

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing import domain, importer, repository, service
-from services.marketing.models import ScoringModelVersion
+from services.marketing.models import Lead, ScoringModelVersion
 from services.marketing.schemas import (
     ActivityCreate,
     ActivityResult,
@@ -33,21 +35,37 @@ from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
+from shared.group_commit import GroupCommit, GroupWrite
 from shared.http import OutboxDep, RuntimeDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
+from shared.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["marketing"])
 READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
 
 
+def _capture_leads(runtime: Runtime) -> GroupWrite[LeadCreate, Lead]:
+    async def write(session: AsyncSession, bodies: Sequence[LeadCreate]) -> list[Lead | Exception]:
+        return await service.capture_leads(session, runtime.outbox, bodies)
+
+    return write
+
+
+async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, Lead]:
+    """Leads captured by concurrent requests are committed together (`shared.group_commit`)."""
+    return runtime.group_commit("marketing.captures", _capture_leads)
+
+
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
 async def create_lead(
-    body: LeadCreate, session: SessionDep, outbox: OutboxDep, response: Response
+    body: LeadCreate,
+    captures: Annotated[GroupCommit[LeadCreate, Lead], Depends(get_captures)],
+    response: Response,
 ) -> LeadRead:
     """Capture a lead; a known email answers 409 with the existing lead's id."""
-    lead = await service.capture_lead(session, outbox, body)
+    lead = await captures.submit(body)
     response.headers["Location"] = f"/v1/leads/{lead.id}"
     return LeadRead.model_validate(lead)
 

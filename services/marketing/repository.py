@@ -19,7 +19,7 @@ from services.marketing.models import (
     ScoringModelVersion,
     StatusChange,
 )
-from shared.db import insert_many, insert_skipping_conflicts
+from shared.db import insert_many
 
 # The tables themselves, for the statements on hot paths: Core skips the ORM's bookkeeping.
 LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -33,8 +33,10 @@ async def get_lead(session: AsyncSession, lead_id: str, *, lock: bool = False) -
     return await session.get(Lead, lead_id, with_for_update=lock or None)
 
 
-async def find_lead_by_email(session: AsyncSession, email: str) -> Lead | None:
-    return await session.scalar(select(Lead).where(Lead.email == email))
+async def lead_ids_by_email(session: AsyncSession, emails: Iterable[str]) -> dict[str, str]:
+    """The id of the lead holding each of `emails` that one holds."""
+    query = select(Lead.email, Lead.id).where(Lead.email.in_(list(emails)))
+    return {email: lead_id for email, lead_id in (await session.execute(query)).all()}
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,6 @@ async def list_feedback(
     if before is not None:
         query = query.where(Feedback.occurred_at < before)
     return (await session.scalars(query)).all()
-
-
-async def insert_lead(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert the lead unless its email is known (the unique email decides, also between
-    concurrent twins); False if it was."""
-    statement = insert_skipping_conflicts(session, LEADS, ["email"])
-    result = await session.execute(statement, values)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,24 +108,41 @@ def model_to_body(model: domain.ScoringModel) -> ScoringModelBody:
     )
 
 
-async def ensure_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) -> None:
-    if campaign_id is not None and await repository.get_campaign(session, str(campaign_id)) is None:
-        raise Invalid.fields(f"no campaign {campaign_id}", campaign_id="unknown campaign")
-
-
-async def capture_lead(session: AsyncSession, outbox: Outbox, body: LeadCreate) -> Lead:
-    """Create a lead (email unique) and emit LeadCaptured with it."""
+async def capture_leads(
+    session: AsyncSession, outbox: Outbox, bodies: Sequence[LeadCreate]
+) -> list[Lead | Exception]:
+    """Create each lead (email unique) with its LeadCaptured, in the session's transaction; for
+    each body, its new lead or the error that refused it (an unknown campaign; a known email,
+    answered with the existing lead's id). Many at once: see `shared.group_commit`."""
     model, _ = await current_model(session)
-    captured_at = body.occurred_at or now()
-    values = new_lead(body, model, captured_at)
-    # The insert is the uniqueness check: a known email (even one a concurrent twin has just
-    # taken) leaves it undone, without a savepoint or a query before it.
-    if not await repository.insert_lead(session, values):
-        existing = await repository.find_lead_by_email(session, body.email)
-        raise duplicate_lead(existing.id if existing else "")
-    await ensure_campaign(session, body.campaign_id)
-    outbox.emit(session, captured_event(values), time=captured_at)
-    return Lead(**values)
+    campaigns = {str(body.campaign_id) for body in bodies if body.campaign_id}
+    known = await repository.existing_campaigns(session, campaigns) if campaigns else set()
+    results: list[Lead | Exception | None] = [None] * len(bodies)
+    accepted: list[tuple[int, LeadCreate]] = []
+    for index, body in enumerate(bodies):
+        if body.campaign_id and str(body.campaign_id) not in known:
+            results[index] = unknown_campaign(body.campaign_id)
+        else:
+            accepted.append((index, body))
+    chunk = prepare_chunk([body for _, body in accepted], model, now(), outbox)
+    # The insert is the uniqueness check: a known email (even one a concurrent twin, or a twin in
+    # the same group, has just taken) leaves its lead out, without a query before it.
+    inserted = await write_chunk(session, outbox, chunk)
+    taken: list[tuple[int, str]] = []
+    for (index, body), lead in zip(accepted, chunk.leads, strict=True):
+        if lead["id"] in inserted:
+            results[index] = Lead(**lead)
+        else:
+            taken.append((index, body.email))
+    if taken:
+        existing = await repository.lead_ids_by_email(session, {email for _, email in taken})
+        for index, email in taken:
+            results[index] = duplicate_lead(existing.get(email, ""))
+    return [result for result in results if result is not None]
+
+
+def unknown_campaign(campaign_id: uuid.UUID) -> Invalid:
+    return Invalid.fields(f"no campaign {campaign_id}", campaign_id="unknown campaign")
 
 
 def new_lead(
@@ -149,20 +166,6 @@ def new_lead(
         "touches": 0,
         "times_qualified": 0,
     }
-
-
-def captured_event(lead: Mapping[str, Any]) -> LeadCaptured:
-    """LeadCaptured for a lead's column values."""
-    campaign_id = lead["campaign_id"]
-    return LeadCaptured(
-        lead_id=uuid.UUID(lead["id"]),
-        email=lead["email"],
-        name=lead["name"],
-        company=lead["company"],
-        title=lead["title"],
-        source=lead["source"],
-        campaign_id=uuid.UUID(campaign_id) if campaign_id else None,
-    )
 
 
 async def record_activity(
@@ -367,7 +370,7 @@ async def import_leads(
 
     async def write(chunk: ImportChunk) -> int:
         async with sessions() as session, session.begin():
-            return await write_chunk(session, outbox, chunk)
+            return len(await write_chunk(session, outbox, chunk))
 
     writers = IMPORT_WRITERS if sessions.kw["bind"].dialect.name == "postgresql" else 1
     made = 0
@@ -422,10 +425,10 @@ def prepare_chunk(
     return ImportChunk(leads, outbox.rows(LeadCaptured, events))
 
 
-async def write_chunk(session: AsyncSession, outbox: Outbox, chunk: ImportChunk) -> int:
-    """Insert the chunk's leads whose email is not known yet, with their events; how many were
-    created."""
+async def write_chunk(session: AsyncSession, outbox: Outbox, chunk: ImportChunk) -> set[str]:
+    """Insert the chunk's leads whose email is not known yet, with their events; the ids of
+    those created."""
     inserted = await repository.insert_new_leads(session, chunk.leads)
     events = [e for r, e in zip(chunk.leads, chunk.events, strict=True) if r["id"] in inserted]
     await outbox.add_rows(session, events)
-    return len(events)
+    return inserted

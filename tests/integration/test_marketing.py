@@ -398,6 +398,62 @@ async def test_concurrent_twins_get_one_lead_and_clear_409s(marketing: httpx.Asy
     assert {r.json()["errors"][0]["name"] for r in conflicts} == {"email"}
 
 
+async def test_a_burst_of_captures_answers_each_request_for_its_own_lead(
+    marketing: httpx.AsyncClient, broker: EmbeddedBroker
+) -> None:
+    """Captures in flight together are committed together; each still gets its own answer."""
+    campaign = await marketing.post(
+        "/v1/campaigns", json={"name": "Burst", "channel": "ads"}, headers=WRITE
+    )
+    known = await create_lead(marketing)
+    bodies = [
+        new_lead(name=f"Lead {n}", campaign_id=campaign.json()["id"] if n % 3 else None)
+        for n in range(40)
+    ]
+    bodies[7] = new_lead(name="Unknown campaign", campaign_id=str(uuid.uuid4()))
+    bodies[20] = new_lead(name="Known email", email=known["email"])
+    bodies[30] = bodies[31] = new_lead(name="Twin")
+    async with tail(broker.bootstrap, "baton.marketing") as consumer:
+        responses = await asyncio.gather(
+            *(marketing.post("/v1/leads", json=body, headers=WRITE) for body in bodies)
+        )
+        events = await collect(consumer, 2.0)
+    statuses = [r.status_code for r in responses]
+    assert statuses[7] == 422
+    assert responses[7].json()["errors"] == [{"name": "campaign_id", "reason": "unknown campaign"}]
+    assert statuses[20] == 409
+    assert responses[20].json()["existing_id"] == known["id"]
+    assert sorted(statuses[30:32]) == [201, 409]
+    twin = responses[30] if statuses[30] == 201 else responses[31]
+    assert {r.json()["existing_id"] for r in responses[30:32] if r.status_code == 409} == {
+        twin.json()["id"]
+    }
+    created = {n: r.json() for n, r in enumerate(responses) if r.status_code == 201}
+    assert len(created) == 37  # 40, less the unknown campaign, the known email and a twin
+    for n, lead in created.items():
+        assert (lead["email"], lead["name"]) == (bodies[n]["email"], bodies[n]["name"])
+        assert lead["campaign_id"] == bodies[n].get("campaign_id")
+        assert responses[n].headers["location"] == f"/v1/leads/{lead['id']}"
+    captured = Counter(
+        e["data"]["lead_id"] for _, e in events if e["type"] == "baton.LeadCaptured.v1"
+    )
+    assert {lead["id"]: captured[lead["id"]] for lead in created.values()} == {
+        lead["id"]: 1 for lead in created.values()
+    }
+    for lead in created.values():
+        stored = await marketing.get(f"/v1/leads/{lead['id']}", headers=WRITE)
+        assert stored.json()["name"] == lead["name"]
+    metrics = (await marketing.get("/metrics")).text
+    groups = {
+        line.split("{")[0].removeprefix("baton_group_commit_items_"): float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("baton_group_commit_items_")
+        and 'group="marketing.captures"' in line
+        and ("_count" in line or 'le="1.0"' in line)
+    }
+    assert groups["bucket"] < groups["count"]  # some transaction held more than one capture
+
+
 async def test_import_rejects_files_it_cannot_read(marketing: httpx.AsyncClient) -> None:
     csv_headers = {**WRITE, "content-type": "text/csv"}
     no_email = await marketing.post(

@@ -1,0 +1,176 @@
+"""`GroupCommit` on both databases: concurrent items share a transaction, each caller gets its
+own answer once its group has committed, and a failure reaches only the item that caused it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import create_engine, session_factory
+from shared.group_commit import GroupCommit
+
+METADATA = MetaData()
+NOTES = Table(
+    "group_notes",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("text", String(20), nullable=False, unique=True),
+)
+
+
+class Refused(Exception):
+    """What the write answers for an item it will not write (the others go on)."""
+
+
+class Notes:
+    """A write that inserts each item's note and records the groups it was given."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.open = 0  # transactions being written right now
+        self.most_open = 0
+        self.gate: asyncio.Event | None = None  # when set up, the write waits for it
+        self.given = asyncio.Condition()
+
+    async def write(self, session: AsyncSession, items: Sequence[str]) -> list[int | Exception]:
+        async with self.given:
+            self.groups.append(list(items))
+            self.given.notify_all()
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            answers: list[int | Exception] = []
+            for item in items:
+                if item.startswith("refused"):
+                    answers.append(Refused(item))
+                    continue
+                await session.execute(insert(NOTES).values(text=item))
+                answers.append(len(item))
+            return answers
+        finally:
+            self.open -= 1
+
+
+@pytest.fixture
+async def sessions(
+    database_url: Callable[[str], Any],
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(await database_url("group"))
+    async with engine.begin() as connection:
+        await connection.run_sync(METADATA.create_all)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def stored(sessions: async_sessionmaker[AsyncSession]) -> set[str]:
+    async with sessions() as session:
+        return set((await session.scalars(select(NOTES.c.text))).all())
+
+
+async def started(notes: Notes, groups: int) -> None:
+    """Until the write has been given `groups` groups."""
+    async with asyncio.timeout(5), notes.given:
+        await notes.given.wait_for(lambda: len(notes.groups) >= groups)
+
+
+async def test_items_arriving_while_a_group_is_written_share_the_next_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    notes.gate = asyncio.Event()
+    group = GroupCommit(sessions, notes.write)
+    first = asyncio.create_task(group.submit("first"))
+    await started(notes, 1)
+    later = [asyncio.create_task(group.submit(f"later-{n}")) for n in range(20)]
+    await asyncio.sleep(0.01)
+    assert not any(task.done() for task in [first, *later])  # nothing answers before its commit
+    notes.gate.set()
+    assert await first == len("first")
+    assert await asyncio.gather(*later) == [len(f"later-{n}") for n in range(20)]
+    assert notes.groups == [["first"], [f"later-{n}" for n in range(20)]]
+    assert await stored(sessions) == {"first", *(f"later-{n}" for n in range(20))}
+
+
+async def test_groups_hold_at_most_max_group_items_and_at_most_writers_run_at_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    notes.gate = asyncio.Event()
+    group = GroupCommit(sessions, notes.write, writers=2, max_group=3)
+    tasks = [asyncio.create_task(group.submit(f"n{n}")) for n in range(8)]
+    await started(notes, 2)
+    await asyncio.sleep(0.01)
+    assert notes.groups == [["n0", "n1", "n2"], ["n3", "n4", "n5"]]  # two writers, both waiting
+    notes.gate.set()
+    await asyncio.gather(*tasks)
+    assert notes.groups[2:] == [["n6", "n7"]]
+    assert notes.most_open == 2
+    assert len(await stored(sessions)) == 8
+
+
+async def test_an_item_refused_by_the_write_is_raised_to_its_caller_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    notes.gate = asyncio.Event()
+    group = GroupCommit(sessions, notes.write)
+    blocker = asyncio.create_task(group.submit("blocker"))
+    await started(notes, 1)
+    tasks = [asyncio.create_task(group.submit(item)) for item in ("a", "refused-b", "c")]
+    await asyncio.sleep(0.01)
+    notes.gate.set()
+    answers = await asyncio.gather(blocker, *tasks, return_exceptions=True)
+    assert answers[:2] == [len("blocker"), len("a")]
+    assert isinstance(answers[2], Refused)
+    assert answers[3] == len("c")
+    assert notes.groups == [["blocker"], ["a", "refused-b", "c"]]
+    assert await stored(sessions) == {"blocker", "a", "c"}
+
+
+async def test_a_failed_transaction_is_written_again_an_item_at_a_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    group = GroupCommit(sessions, notes.write)
+    await group.submit("taken")
+    notes.gate = asyncio.Event()
+    blocker = asyncio.create_task(group.submit("blocker"))
+    await started(notes, 2)
+    # "taken" again breaks the unique constraint: the group's transaction fails as a whole.
+    tasks = [asyncio.create_task(group.submit(item)) for item in ("x", "taken", "y")]
+    await asyncio.sleep(0.01)
+    notes.gate.set()
+    answers = await asyncio.gather(blocker, *tasks, return_exceptions=True)
+    assert answers[:2] == [len("blocker"), len("x")]
+    assert isinstance(answers[2], exc.IntegrityError)
+    assert answers[3] == len("y")
+    assert notes.groups[2:] == [["x", "taken", "y"], ["x"], ["taken"], ["y"]]
+    assert await stored(sessions) == {"taken", "blocker", "x", "y"}
+
+
+async def test_an_item_whose_caller_went_away_before_its_group_is_left_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    notes.gate = asyncio.Event()
+    group = GroupCommit(sessions, notes.write)
+    blocker = asyncio.create_task(group.submit("blocker"))
+    await started(notes, 1)
+    gone = asyncio.create_task(group.submit("gone"))
+    kept = asyncio.create_task(group.submit("kept"))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    notes.gate.set()
+    assert await asyncio.gather(blocker, kept) == [len("blocker"), len("kept")]
+    assert gone.cancelled()
+    assert notes.groups == [["blocker"], ["kept"]]
+    assert await stored(sessions) == {"blocker", "kept"}
