@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
@@ -292,6 +293,30 @@ async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
     await asyncio.gather(*sent)
 
 
+# PostgreSQL: the lanes a pass claimed, each its batch of pending rows (a lateral index scan each).
+_PENDING_IN_LANES = text(
+    "SELECT o.id, o.topic, o.key, o.event_type, o.payload "
+    "FROM unnest(CAST(:lanes AS int[])) AS l(lane) CROSS JOIN LATERAL ("
+    "SELECT id, topic, key, event_type, payload FROM outbox "
+    "WHERE outbox.lane = l.lane AND outbox.published_at IS NULL "
+    "ORDER BY outbox.id LIMIT :batch) AS o"
+)
+
+
+@functools.cache
+def _pending_in_every_lane(lanes: int, batch: int) -> Any:
+    """Each of `lanes` lanes' first `batch` pending rows, one index range scan each."""
+    per_lane = [
+        select(*_SENT)
+        .where(OutboxRow.published_at.is_(None), OutboxRow.lane == lane)
+        .order_by(OutboxRow.id)
+        .limit(batch)
+        .subquery()
+        for lane in range(lanes)
+    ]
+    return union_all(*(select(*lane.c) for lane in per_lane))
+
+
 class OutboxRelay:
     """Publishes pending outbox rows; woken after each commit that added some, or by a poll."""
 
@@ -423,22 +448,18 @@ class OutboxRelay:
         return len(rows)
 
     async def _pending(self, session: AsyncSession, lanes: list[int]) -> list[Row[Any]]:
-        """Up to a batch of each lane's oldest pending rows (a per-lane prefix, in id order).
+        """Up to a batch of each lane's oldest pending rows (a per-lane prefix), in id order.
 
         One index range scan per lane (`ix_outbox_pending`), with no sort of the backlog.
         """
-        per_lane = [
-            select(*_SENT)
-            .where(OutboxRow.published_at.is_(None), OutboxRow.lane == lane)
-            .order_by(OutboxRow.id)
-            .limit(self._settings.outbox_batch_size)
-            .subquery()
-            for lane in lanes
-        ]
-        if not per_lane:
+        if not lanes:
             return []
-        query = union_all(*(select(*lane.c) for lane in per_lane))
-        rows = list((await session.execute(query)).all())
+        batch = self._settings.outbox_batch_size
+        if self._postgres:
+            query, params = _PENDING_IN_LANES, {"lanes": lanes, "batch": batch}
+        else:  # every lane, each pass: the statement is built once (building it costs ~1.7 ms)
+            query, params = _pending_in_every_lane(len(lanes), batch), {}
+        rows = list((await session.execute(query, params)).all())
         rows.sort(key=lambda row: row.id)
         return rows
 
