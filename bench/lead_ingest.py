@@ -8,20 +8,21 @@ every lead a new email. Requests/s, median over rounds (bare, floor and service 
 Targets: >= 50% of bare on PostgreSQL, >= 40% on SQLite.
 
 The floor is started as the bare process is (uvloop, httptools, one worker); its endpoint validates
-the body, then with the raw driver, no ORM, in one transaction inserts the lead row (primary key,
-unique email) and one outbox row (a JSON envelope as text, ~550 bytes as LeadCaptured's) into two
-small tables it creates at start-up, commits and answers 201 with the body. It has no auth (the
-service's verifier caches a checked token: auth costs it little). On PostgreSQL: an asyncpg pool of
-20 connections (as many as the service's engine may open) on the service's scratch database, tables
-bench_floor_leads and bench_floor_outbox; BEGIN, one INSERT per row, COMMIT. On SQLite: stdlib
-sqlite3 on a file of a temp dir, WAL and synchronous=NORMAL as the service has them, BEGIN IMMEDIATE
-.. COMMIT on one connection in one dedicated thread (SQLite has one writer at a time; the service's
-aiosqlite connections each run in a thread of their own and take turns at the write lock). The floor
-is thus the ceiling, on this machine and database, of an endpoint that commits one transaction per
-request written that way: the service does all the floor does and more, so its ratio to bare cannot
-exceed the floor's, and a target above the floor's ratio is out of reach without changing how the
-transaction is written. (Not covered: one statement per transaction on PostgreSQL, or SQLite written
-on the event loop's thread, both fewer round trips or thread hops per request.)
+the body, then with the raw driver, no ORM, writes the lead row (primary key, unique email) and one
+outbox row (a JSON envelope as text, ~550 bytes as LeadCaptured's) into two small tables it creates
+at start-up, and answers 201 with the body once they are committed (409 for a known email). Its
+writes are grouped as the service's are (`shared.group_commit`): the requests waiting when a writer
+is free go in one transaction. It has no auth (the service's verifier caches a checked token: auth
+costs it little). On PostgreSQL: an asyncpg pool of 20 connections (as many as the service's engine
+may open) on the service's scratch database, tables bench_floor_leads and bench_floor_outbox; per
+group BEGIN, the leads as one array per column (ON CONFLICT (email) DO NOTHING RETURNING id), the
+events of those that went in likewise, COMMIT; two groups at once, as the service. On SQLite: stdlib
+sqlite3 on a file of a temp dir, WAL and synchronous=NORMAL as the service has them, BEGIN IMMEDIATE,
+one INSERT per row, COMMIT, on one connection in one dedicated thread (SQLite has one writer at a
+time). The floor is thus the ceiling, on this machine and database, of an endpoint with the
+service's guarantees (each 201 after its commit, the event in the same transaction): the service
+does all the floor does and more, so its ratio to bare cannot exceed the floor's, and a target
+above the floor's ratio is out of reach on this machine.
 
     .venv/bin/python -m bench.lead_ingest [--db sqlite|postgres|both] [--requests 5000]
                                            [--warmup 1000] [--rounds 5] [--clients 32]
@@ -39,8 +40,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -66,6 +67,7 @@ from bench.fleet import (
 from services.marketing.schemas import LeadCreate
 from shared.auth import mint_token
 from shared.ids import new_id
+from shared.runtime import GROUP_WRITERS_POSTGRES
 from shared.settings import topic_of
 
 TARGETS = {"sqlite": 0.40, "postgres": 0.50}
@@ -109,10 +111,9 @@ FLOOR_TABLES = {
     ),
 }
 FLOOR_INSERT_LEAD = (
-    "INSERT INTO bench_floor_leads (id, email, name, company, title, source, captured_at) "
-    "VALUES ({})"
+    "INSERT INTO bench_floor_leads (id, email, name, company, title, source, captured_at) {}"
 )
-FLOOR_INSERT_EVENT = "INSERT INTO bench_floor_outbox (topic, key, payload, created_at) VALUES ({})"
+FLOOR_INSERT_EVENT = "INSERT INTO bench_floor_outbox (topic, key, payload, created_at) {}"
 
 
 Row = tuple[Any, ...]
@@ -120,21 +121,66 @@ Row = tuple[Any, ...]
 
 class FloorStore(Protocol):
     """Where the floor writes: `write` inserts a lead and its event and commits, or answers
-    False (nothing written) if the email is taken."""
+    False (nothing written) if the email is taken. Writes waiting together go in one
+    transaction (`FloorGroups`), as the service's group commit writes them."""
 
     async def open(self) -> None: ...
     async def write(self, lead: Row, event: Row) -> bool: ...
     async def close(self) -> None: ...
 
 
+class FloorGroups:
+    """Group commit by hand: the writes waiting when a writer is free go in one transaction
+    (`write_group`: for each lead, whether it went in); up to `writers` at once."""
+
+    def __init__(
+        self, write_group: Callable[[list[tuple[Row, Row]]], Awaitable[list[bool]]], writers: int
+    ) -> None:
+        self.write_group = write_group
+        self.writers = writers
+        self.running = 0
+        self.waiting: deque[tuple[Row, Row, asyncio.Future[bool]]] = deque()
+
+    async def write(self, lead: Row, event: Row) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((lead, event, future))
+        if self.running < self.writers:
+            self.running += 1
+            asyncio.get_running_loop().create_task(self.drain())
+        return await future
+
+    async def drain(self) -> None:
+        try:
+            while self.waiting:
+                group = [self.waiting.popleft() for _ in range(min(500, len(self.waiting)))]
+                try:
+                    answers = await self.write_group([(lead, event) for lead, event, _ in group])
+                except Exception as error:
+                    for *_, future in group:
+                        future.set_exception(error)
+                    continue
+                for (*_, future), answer in zip(group, answers, strict=True):
+                    future.set_result(answer)
+        finally:
+            self.running -= 1
+
+
 class PostgresFloor:
-    """asyncpg pool; per request BEGIN, two INSERTs, COMMIT on one pooled connection."""
+    """asyncpg pool; per group BEGIN, the leads (ON CONFLICT DO NOTHING) and the events of
+    those that went in, each as one array per column, COMMIT; two groups at once (the service's
+    `GROUP_WRITERS_POSTGRES`)."""
 
     def __init__(self, url: str) -> None:
         self.url = asyncpg_dsn(url)
         self.pool: Any = None
-        self.lead_sql = FLOOR_INSERT_LEAD.format(", ".join(f"${n}" for n in range(1, 8)))
-        self.event_sql = FLOOR_INSERT_EVENT.format("$1, $2, $3, $4")
+        self.groups = FloorGroups(self._write_group, writers=GROUP_WRITERS_POSTGRES)
+        self.lead_sql = FLOOR_INSERT_LEAD.format(
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[], $7::timestamptz[]) ON CONFLICT (email) DO NOTHING RETURNING id"
+        )
+        self.event_sql = FLOOR_INSERT_EVENT.format(
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])"
+        )
 
     async def open(self) -> None:
         self.pool = await asyncpg.create_pool(
@@ -145,28 +191,34 @@ class PostgresFloor:
                 await connection.execute(statement)
 
     async def write(self, lead: Row, event: Row) -> bool:
-        async with self.pool.acquire() as connection:
-            try:
-                async with connection.transaction():
-                    await connection.execute(self.lead_sql, *lead)
-                    await connection.execute(self.event_sql, *event)
-            except asyncpg.UniqueViolationError:
-                return False
-        return True
+        return await self.groups.write(lead, event)
+
+    async def _write_group(self, rows: list[tuple[Row, Row]]) -> list[bool]:
+        async with self.pool.acquire() as connection, connection.transaction():
+            leads = list(zip(*(lead for lead, _ in rows), strict=True))
+            inserted = {row[0] for row in await connection.fetch(self.lead_sql, *leads)}
+            events = [event for lead, event in rows if lead[0] in inserted]
+            if events:
+                await connection.execute(self.event_sql, *zip(*events, strict=True))
+        return [lead[0] in inserted for lead, _ in rows]
 
     async def close(self) -> None:
         await self.pool.close()
 
 
 class SqliteFloor:
-    """One sqlite3 connection (WAL, synchronous=NORMAL), used only by one writer thread."""
+    """One sqlite3 connection (WAL, synchronous=NORMAL), used only by one writer thread; per
+    group BEGIN IMMEDIATE, each lead (ON CONFLICT DO NOTHING) and its event, COMMIT."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="floor-writer")
         self.connection: sqlite3.Connection | None = None
-        self.lead_sql = FLOOR_INSERT_LEAD.format(", ".join("?" * 7))
-        self.event_sql = FLOOR_INSERT_EVENT.format("?, ?, ?, ?")
+        self.groups = FloorGroups(self._write_group, writers=1)
+        self.lead_sql = FLOOR_INSERT_LEAD.format(
+            f"VALUES ({', '.join('?' * 7)}) ON CONFLICT DO NOTHING"
+        )
+        self.event_sql = FLOOR_INSERT_EVENT.format("VALUES (?, ?, ?, ?)")
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.thread, self._connect)
@@ -178,23 +230,30 @@ class SqliteFloor:
         self.connection = connection
 
     async def write(self, lead: Row, event: Row) -> bool:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.thread, self._write, lead, event)
+        return await self.groups.write(lead, event)
 
-    def _write(self, lead: Row, event: Row) -> bool:
+    async def _write_group(self, rows: list[tuple[Row, Row]]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.thread, self._write, rows)
+
+    def _write(self, rows: list[tuple[Row, Row]]) -> list[bool]:
         assert self.connection is not None
         connection = self.connection
         connection.execute("BEGIN IMMEDIATE")  # as the service begins its transactions
+        answers = []
         try:
-            connection.execute(self.lead_sql, (*lead[:6], lead[6].isoformat()))
-            connection.execute(self.event_sql, (*event[:3], event[3].isoformat()))
-        except BaseException as error:
+            for lead, event in rows:
+                went_in = connection.execute(
+                    self.lead_sql, (*lead[:6], lead[6].isoformat())
+                ).rowcount
+                if went_in:
+                    connection.execute(self.event_sql, (*event[:3], event[3].isoformat()))
+                answers.append(bool(went_in))
+        except BaseException:
             connection.execute("ROLLBACK")
-            if isinstance(error, sqlite3.IntegrityError):
-                return False
             raise
         connection.execute("COMMIT")
-        return True
+        return answers
 
     async def close(self) -> None:
         if self.connection is not None:

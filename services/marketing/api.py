@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing import domain, importer, repository, service
-from services.marketing.models import Lead, ScoringModelVersion
+from services.marketing.models import ScoringModelVersion
 from services.marketing.schemas import (
     ActivityCreate,
     ActivityResult,
@@ -46,14 +46,21 @@ READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
 
 
-def _capture_leads(runtime: Runtime) -> GroupWrite[LeadCreate, Lead]:
-    async def write(session: AsyncSession, bodies: Sequence[LeadCreate]) -> list[Lead | Exception]:
+NewLead = dict[str, Any]  # a new lead's column values
+# What a new lead has not had yet (its other columns are in its values).
+_NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": None}
+
+
+def _capture_leads(runtime: Runtime) -> GroupWrite[LeadCreate, NewLead]:
+    async def write(
+        session: AsyncSession, bodies: Sequence[LeadCreate]
+    ) -> list[NewLead | Exception]:
         return await service.capture_leads(session, runtime.outbox, bodies)
 
     return write
 
 
-async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, Lead]:
+async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, NewLead]:
     """Leads captured by concurrent requests are committed together (`shared.group_commit`)."""
     return runtime.group_commit("marketing.captures", _capture_leads)
 
@@ -61,13 +68,13 @@ async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, Lead]:
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
 async def create_lead(
     body: LeadCreate,
-    captures: Annotated[GroupCommit[LeadCreate, Lead], Depends(get_captures)],
+    captures: Annotated[GroupCommit[LeadCreate, NewLead], Depends(get_captures)],
     response: Response,
 ) -> LeadRead:
     """Capture a lead; a known email answers 409 with the existing lead's id."""
     lead = await captures.submit(body)
-    response.headers["Location"] = f"/v1/leads/{lead.id}"
-    return LeadRead.model_validate(lead)
+    response.headers["Location"] = f"/v1/leads/{lead['id']}"
+    return LeadRead.model_validate(lead | _NOT_YET)
 
 
 @router.get("/leads", dependencies=[READ])

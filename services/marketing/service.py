@@ -110,14 +110,14 @@ def model_to_body(model: domain.ScoringModel) -> ScoringModelBody:
 
 async def capture_leads(
     session: AsyncSession, outbox: Outbox, bodies: Sequence[LeadCreate]
-) -> list[Lead | Exception]:
+) -> list[dict[str, Any] | Exception]:
     """Create each lead (email unique) with its LeadCaptured, in the session's transaction; for
-    each body, its new lead or the error that refused it (an unknown campaign; a known email,
-    answered with the existing lead's id). Many at once: see `shared.group_commit`."""
+    each body, its new lead's column values or the error that refused it (an unknown campaign;
+    a known email, answered with the existing lead's id). Many at once: `shared.group_commit`."""
     model, _ = await current_model(session)
     campaigns = {str(body.campaign_id) for body in bodies if body.campaign_id}
     known = await repository.existing_campaigns(session, campaigns) if campaigns else set()
-    results: list[Lead | Exception | None] = [None] * len(bodies)
+    results: list[dict[str, Any] | Exception | None] = [None] * len(bodies)
     accepted: list[tuple[int, LeadCreate]] = []
     for index, body in enumerate(bodies):
         if body.campaign_id and str(body.campaign_id) not in known:
@@ -131,7 +131,7 @@ async def capture_leads(
     taken: list[tuple[int, str]] = []
     for (index, body), lead in zip(accepted, chunk.leads, strict=True):
         if lead["id"] in inserted:
-            results[index] = Lead(**lead)
+            results[index] = lead
         else:
             taken.append((index, body.email))
     if taken:
