@@ -17,12 +17,12 @@ costs it little). On PostgreSQL: an asyncpg pool of 20 connections (as many as t
 may open) on the service's scratch database, tables bench_floor_leads and bench_floor_outbox; per
 group BEGIN, the leads as one array per column (ON CONFLICT (email) DO NOTHING RETURNING id), the
 events of those that went in likewise, COMMIT; two groups at once, as the service. On SQLite: stdlib
-sqlite3 on a file of a temp dir, WAL and synchronous=NORMAL as the service has them, BEGIN IMMEDIATE,
-one INSERT per row, COMMIT, on one connection in one dedicated thread (SQLite has one writer at a
-time). The floor is thus the ceiling, on this machine and database, of an endpoint with the
-service's guarantees (each 201 after its commit, the event in the same transaction): the service
-does all the floor does and more, so its ratio to bare cannot exceed the floor's, and a target
-above the floor's ratio is out of reach on this machine.
+sqlite3 on a file of a temp dir, WAL and synchronous=NORMAL as the service has them, BEGIN
+IMMEDIATE, one INSERT per row, COMMIT, on one connection in one dedicated thread (SQLite has one
+writer at a time). The floor is thus the ceiling, on this machine and database, of an endpoint with
+the service's guarantees (each 201 after its commit, the event in the same transaction): the service
+does all the floor does and more, so its ratio to bare cannot exceed the floor's, and a target above
+the floor's ratio is out of reach on this machine.
 
     .venv/bin/python -m bench.lead_ingest [--db sqlite|postgres|both] [--requests 5000]
                                            [--warmup 1000] [--rounds 5] [--clients 32]

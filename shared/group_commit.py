@@ -75,10 +75,14 @@ class GroupCommit(Generic[Item, Result]):
                     group.append((item, future))
             try:
                 await self._write_group(group)
-            except BaseException as exc:  # cancelled with the process: nobody waits forever
+            except asyncio.CancelledError:  # stopped with the process: nobody waits forever
+                for _, future in [*group, *self._waiting]:
+                    future.cancel()
+                raise
+            except Exception as exc:  # a bug, not a hang
+                log.exception("a group commit failed")
                 for _, future in group:
                     _settle(future, exc)
-                raise
 
     async def _write_group(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         if not group:
@@ -86,6 +90,8 @@ class GroupCommit(Generic[Item, Result]):
         try:
             async with self._sessions() as session, session.begin():
                 results = await self._write(session, [item for item, _ in group])
+                if len(results) != len(group):  # before the commit: a bug commits nothing
+                    raise RuntimeError(f"{len(results)} results for {len(group)} items")
         except Exception as exc:
             if len(group) == 1:
                 _settle(group[0][1], exc)

@@ -117,7 +117,7 @@ async def capture_leads(
     model, _ = await current_model(session)
     campaigns = {str(body.campaign_id) for body in bodies if body.campaign_id}
     known = await repository.existing_campaigns(session, campaigns) if campaigns else set()
-    results: list[dict[str, Any] | Exception | None] = [None] * len(bodies)
+    results: dict[int, dict[str, Any] | Exception] = {}  # by the body's index
     accepted: list[tuple[int, LeadCreate]] = []
     for index, body in enumerate(bodies):
         if body.campaign_id and str(body.campaign_id) not in known:
@@ -138,7 +138,7 @@ async def capture_leads(
         existing = await repository.lead_ids_by_email(session, {email for _, email in taken})
         for index, email in taken:
             results[index] = duplicate_lead(existing.get(email, ""))
-    return [result for result in results if result is not None]
+    return [results[index] for index in range(len(bodies))]
 
 
 def unknown_campaign(campaign_id: uuid.UUID) -> Invalid:

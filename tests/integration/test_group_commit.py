@@ -174,3 +174,28 @@ async def test_an_item_whose_caller_went_away_before_its_group_is_left_out(
     assert gone.cancelled()
     assert notes.groups == [["blocker"], ["kept"]]
     assert await stored(sessions) == {"blocker", "kept"}
+
+
+async def test_a_write_giving_too_few_results_commits_nothing_of_the_items_it_fails(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    write = notes.write
+
+    async def short_of_one(session: AsyncSession, items: Sequence[str]) -> list[int | Exception]:
+        answers = await write(session, items)
+        return answers[:-1] if "short" in items else answers
+
+    notes.gate = asyncio.Event()
+    group = GroupCommit(sessions, short_of_one)
+    blocker = asyncio.create_task(group.submit("blocker"))
+    await started(notes, 1)
+    tasks = [asyncio.create_task(group.submit(item)) for item in ("short", "other")]
+    await asyncio.sleep(0.01)
+    notes.gate.set()
+    assert await blocker == len("blocker")
+    with pytest.raises(RuntimeError, match="0 results for 1 items"):
+        await tasks[0]  # its group failed, then it alone
+    assert await tasks[1] == len("other")
+    assert await group.submit("after") == len("after")
+    assert await stored(sessions) == {"blocker", "other", "after"}
