@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from baton.broker import EmbeddedBroker, free_port
+from baton.broker import EmbeddedBroker, free_ports
 from baton.supervisor import Supervisor
 from shared.bus import ensure_topics
 from shared.settings import ALL_TOPICS, SERVICES, BatonSettings
@@ -116,7 +116,7 @@ def fleet(*services: str, **env: str) -> Iterator[Supervisor]:
         EmbeddedBroker(log_file=Path(tmp) / "broker.log") as broker,
     ):
         asyncio.run(ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), ALL_TOPICS))
-        ports = {name: free_port() for name in names}
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         environment = {
             **os.environ,
             "BATON_DATA_DIR": tmp,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from baton.broker import free_port
+from baton.broker import free_ports
 from shared.settings import SERVICES
 
 
@@ -44,11 +44,12 @@ def _wait_ready(ports: dict[str, int], process: subprocess.Popen[bytes], log: Pa
 
 
 def test_baton_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    ports = {service: free_port() for service in SERVICES}
+    broker_port, *service_ports = free_ports(len(SERVICES) + 1)
+    ports = dict(zip(SERVICES, service_ports, strict=True))
     env = {
         **os.environ,
         "BATON_DATA_DIR": str(tmp_path / "var"),
-        "BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
         "BATON_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "COLUMNS": "200",
         **{f"BATON_{s.upper()}_PORT": str(p) for s, p in ports.items()},
@@ -122,11 +123,12 @@ def test_baton_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 
 def test_a_killed_baton_up_leaves_no_orphans(tmp_path: Path) -> None:
     """Even SIGKILL (no chance to clean up): the children follow their parent."""
+    broker_port, *service_ports = free_ports(len(SERVICES) + 1)
     env = {
         **os.environ,
         "BATON_DATA_DIR": str(tmp_path / "var"),
-        "BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        **{f"BATON_{s.upper()}_PORT": str(free_port()) for s in SERVICES},
+        "BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
+        **{f"BATON_{s.upper()}_PORT": str(p) for s, p in zip(SERVICES, service_ports, strict=True)},
     }
     log = tmp_path / "up.log"
     with open(log, "wb") as out:

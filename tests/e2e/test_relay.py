@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from baton.broker import EmbeddedBroker, free_port
+from baton.broker import EmbeddedBroker, free_ports
 from shared.settings import SERVICES
 from tests.helpers import TEST_SECRET, token
 
@@ -42,7 +42,7 @@ class Fleet:
     """The five services as separate processes, each started with `baton serve`."""
 
     def __init__(self, data_dir: Path, bootstrap: str) -> None:
-        self.ports = {service: free_port() for service in SERVICES}
+        self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.logs = data_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {
