@@ -82,6 +82,21 @@ async def started(notes: Notes, groups: int) -> None:
         await notes.given.wait_for(lambda: len(notes.groups) >= groups)
 
 
+async def written_together(
+    notes: Notes, group: GroupCommit[str, int], items: Sequence[str]
+) -> list[Any]:
+    """`items` submitted while a group of "blocker" is being written, so that they make the next
+    group together; the answers of "blocker" and of each item (exceptions included)."""
+    notes.gate = asyncio.Event()
+    before = len(notes.groups)
+    blocker = asyncio.create_task(group.submit("blocker"))
+    await started(notes, before + 1)
+    tasks = [asyncio.create_task(group.submit(item)) for item in items]
+    await asyncio.sleep(0.01)
+    notes.gate.set()
+    return await asyncio.gather(blocker, *tasks, return_exceptions=True)
+
+
 async def test_items_arriving_while_a_group_is_written_share_the_next_transaction(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -121,14 +136,8 @@ async def test_an_item_refused_by_the_write_is_raised_to_its_caller_alone(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     notes = Notes()
-    notes.gate = asyncio.Event()
     group = GroupCommit(sessions, notes.write)
-    blocker = asyncio.create_task(group.submit("blocker"))
-    await started(notes, 1)
-    tasks = [asyncio.create_task(group.submit(item)) for item in ("a", "refused-b", "c")]
-    await asyncio.sleep(0.01)
-    notes.gate.set()
-    answers = await asyncio.gather(blocker, *tasks, return_exceptions=True)
+    answers = await written_together(notes, group, ("a", "refused-b", "c"))
     assert answers[:2] == [len("blocker"), len("a")]
     assert isinstance(answers[2], Refused)
     assert answers[3] == len("c")
@@ -142,14 +151,8 @@ async def test_a_failed_transaction_is_written_again_an_item_at_a_time(
     notes = Notes()
     group = GroupCommit(sessions, notes.write)
     await group.submit("taken")
-    notes.gate = asyncio.Event()
-    blocker = asyncio.create_task(group.submit("blocker"))
-    await started(notes, 2)
     # "taken" again breaks the unique constraint: the group's transaction fails as a whole.
-    tasks = [asyncio.create_task(group.submit(item)) for item in ("x", "taken", "y")]
-    await asyncio.sleep(0.01)
-    notes.gate.set()
-    answers = await asyncio.gather(blocker, *tasks, return_exceptions=True)
+    answers = await written_together(notes, group, ("x", "taken", "y"))
     assert answers[:2] == [len("blocker"), len("x")]
     assert isinstance(answers[2], exc.IntegrityError)
     assert answers[3] == len("y")
@@ -186,16 +189,11 @@ async def test_a_write_giving_too_few_results_commits_nothing_of_the_items_it_fa
         answers = await write(session, items)
         return answers[:-1] if "short" in items else answers
 
-    notes.gate = asyncio.Event()
     group = GroupCommit(sessions, short_of_one)
-    blocker = asyncio.create_task(group.submit("blocker"))
-    await started(notes, 1)
-    tasks = [asyncio.create_task(group.submit(item)) for item in ("short", "other")]
-    await asyncio.sleep(0.01)
-    notes.gate.set()
-    assert await blocker == len("blocker")
-    with pytest.raises(RuntimeError, match="0 results for 1 items"):
-        await tasks[0]  # its group failed, then it alone
-    assert await tasks[1] == len("other")
+    answers = await written_together(notes, group, ("short", "other"))
+    assert answers[0] == len("blocker")
+    assert isinstance(answers[1], RuntimeError)  # its group failed, then it alone
+    assert str(answers[1]) == "0 results for 1 items"
+    assert answers[2] == len("other")
     assert await group.submit("after") == len("after")
     assert await stored(sessions) == {"blocker", "other", "after"}
