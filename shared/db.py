@@ -70,6 +70,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def on_postgres(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether `sessions` are of a PostgreSQL database (several writers at once; SQLite has one)."""
+    return bool(sessions.kw["bind"].dialect.name == "postgresql")
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     """An engine for `url`; SQLite files get WAL, a busy timeout and their folder created, and
     take one trip to their connection's thread per statement (`shared.sqlite_driver`)."""

@@ -45,6 +45,7 @@ from shared.db import (
     UTCDateTime,
     create_engine,
     insert_many,
+    on_postgres,
     read_only,
     session_factory,
 )
@@ -337,7 +338,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._max_backoff_s = max_backoff_s
         self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
-        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
+        self._postgres = on_postgres(sessions)
         self._lane_lock_class = lane_lock_class(settings.service)
         self.connected = False
         sessions.configure(info={**sessions.kw.get("info", {}), _NOTIFY: self.wake})

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier
-from shared.group_commit import GroupCommit, GroupWrite
+from shared.db import on_postgres
+from shared.group_commit import GroupCommit
 from shared.inbox import InboxConsumer
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox, OutboxRelay
@@ -22,6 +23,8 @@ Result = TypeVar("Result")
 # Groups written side by side on PostgreSQL: while one waits for its commit, the next is on its
 # way (SQLite has one writer at a time).
 GROUP_WRITERS_POSTGRES = 2
+# A service's use case writing many items at once (`GroupWrite`, with the service's outbox).
+GroupUseCase = Callable[[AsyncSession, Outbox, Sequence[Item]], Awaitable[list[Result | Exception]]]
 
 
 @dataclass
@@ -42,17 +45,22 @@ class Runtime:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def group_commit(
-        self, name: str, write: Callable[[Runtime], GroupWrite[Item, Result]]
+        self, name: str, use_case: GroupUseCase[Item, Result]
     ) -> GroupCommit[Item, Result]:
-        """The process's group commit `name` (`shared.group_commit`) of the write that
-        `write(runtime)` gives, made on first use."""
+        """The process's group commit `name` (`shared.group_commit`) of a use case that writes
+        many items at once with the service's outbox, made on first use."""
         group: GroupCommit[Item, Result] | None = self.extensions.get(name)
         if group is None:
-            postgres = self.engine.dialect.name == "postgresql"
+
+            async def write(
+                session: AsyncSession, items: Sequence[Item]
+            ) -> list[Result | Exception]:
+                return await use_case(session, self.outbox, items)
+
             group = self.extensions[name] = GroupCommit(
                 self.sessions,
-                write(self),
-                writers=GROUP_WRITERS_POSTGRES if postgres else 1,
+                write,
+                writers=GROUP_WRITERS_POSTGRES if on_postgres(self.sessions) else 1,
                 observe=self.metrics.group_commit_items(group=name).observe,
             )
         return group

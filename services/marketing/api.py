@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.marketing import domain, importer, repository, service
 from services.marketing.models import ScoringModelVersion
@@ -31,38 +29,28 @@ from services.marketing.schemas import (
     ScoringModelRead,
     TimelineEntry,
 )
+from services.marketing.service import NewLead
 from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
-from shared.group_commit import GroupCommit, GroupWrite
+from shared.group_commit import GroupCommit
 from shared.http import OutboxDep, RuntimeDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
-from shared.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["marketing"])
 READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
 
 
-NewLead = dict[str, Any]  # a new lead's column values
 # What a new lead has not had yet (its other columns are in its values).
 _NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": None}
 
 
-def _capture_leads(runtime: Runtime) -> GroupWrite[LeadCreate, NewLead]:
-    async def write(
-        session: AsyncSession, bodies: Sequence[LeadCreate]
-    ) -> list[NewLead | Exception]:
-        return await service.capture_leads(session, runtime.outbox, bodies)
-
-    return write
-
-
 async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, NewLead]:
     """Leads captured by concurrent requests are committed together (`shared.group_commit`)."""
-    return runtime.group_commit("marketing.captures", _capture_leads)
+    return runtime.group_commit("marketing.captures", service.capture_leads)
 
 
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])

@@ -33,6 +33,7 @@ from services.marketing.schemas import (
     ScoringModelBody,
 )
 from shared import versions
+from shared.db import on_postgres
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     CampaignCostRecorded,
@@ -108,16 +109,18 @@ def model_to_body(model: domain.ScoringModel) -> ScoringModelBody:
     )
 
 
+NewLead = dict[str, Any]  # a new lead's column values (`new_lead`)
+
+
 async def capture_leads(
     session: AsyncSession, outbox: Outbox, bodies: Sequence[LeadCreate]
-) -> list[dict[str, Any] | Exception]:
+) -> list[NewLead | Exception]:
     """Create each lead (email unique) with its LeadCaptured, in the session's transaction; for
     each body, its new lead's column values or the error that refused it (an unknown campaign;
     a known email, answered with the existing lead's id). Many at once: `shared.group_commit`."""
     model, _ = await current_model(session)
-    campaigns = {str(body.campaign_id) for body in bodies if body.campaign_id}
-    known = await repository.existing_campaigns(session, campaigns) if campaigns else set()
-    results: dict[int, dict[str, Any] | Exception] = {}  # by the body's index
+    known = await known_campaigns(session, bodies)
+    results: dict[int, NewLead | Exception] = {}  # by the body's index
     accepted: list[tuple[int, LeadCreate]] = []
     for index, body in enumerate(bodies):
         if body.campaign_id and str(body.campaign_id) not in known:
@@ -141,6 +144,12 @@ async def capture_leads(
     return [results[index] for index in range(len(bodies))]
 
 
+async def known_campaigns(session: AsyncSession, bodies: Iterable[LeadCreate]) -> set[str]:
+    """Which of the campaigns `bodies` name exist."""
+    campaigns = {str(body.campaign_id) for body in bodies if body.campaign_id}
+    return await repository.existing_campaigns(session, campaigns) if campaigns else set()
+
+
 def unknown_campaign(campaign_id: uuid.UUID) -> Invalid:
     return Invalid.fields(f"no campaign {campaign_id}", campaign_id="unknown campaign")
 
@@ -150,7 +159,7 @@ def new_lead(
     model: domain.ScoringModel,
     captured_at: datetime,
     lead_id: str | None = None,
-) -> dict[str, Any]:
+) -> NewLead:
     """The column values of a new lead."""
     return {
         "id": lead_id or new_id(),
@@ -357,8 +366,7 @@ async def import_leads(
     """
     async with sessions() as session:
         model, _ = await current_model(session)
-        campaigns = {str(body.campaign_id) for _, body in rows if body.campaign_id}
-        known = await repository.existing_campaigns(session, campaigns) if campaigns else set()
+        known = await known_campaigns(session, (body for _, body in rows))
     accepted, repeats, errors = sort_import(rows, known)
     chunks = [accepted[i : i + IMPORT_CHUNK] for i in range(0, len(accepted), IMPORT_CHUNK)]
     captured = now()
@@ -372,7 +380,7 @@ async def import_leads(
         async with sessions() as session, session.begin():
             return len(await write_chunk(session, outbox, chunk))
 
-    writers = IMPORT_WRITERS if sessions.kw["bind"].dialect.name == "postgresql" else 1
+    writers = IMPORT_WRITERS if on_postgres(sessions) else 1
     made = 0
     preparing = prepare(0) if chunks else None
     writing: list[asyncio.Task[int]] = []
