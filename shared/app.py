@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from shared.auth import TokenVerifier
 from shared.bus import broker_reachable
 from shared.db import create_engine, session_factory
-from shared.http import authenticated, refuse_nul_text
+from shared.http import required_scope
 from shared.idempotency import IdempotencyMiddleware, sweep_expired
 from shared.inbox import Handler, InboxConsumer, TransactionWorkFactory
 from shared.metrics import ServiceMetrics
@@ -102,8 +103,17 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
     for router in spec.routers:
         if router.prefix != "/v1":
             raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
-        # No /v1 without a token; then no text a database cannot store.
-        app.include_router(router, dependencies=[Depends(authenticated), Depends(refuse_nul_text)])
+        # No /v1 route without a token and a scope (and no text a database cannot store).
+        unguarded = [
+            f"{' '.join(sorted(route.methods))} {route.path}"
+            for route in router.routes
+            if isinstance(route, APIRoute) and required_scope(route.dependant) is None
+        ]
+        if unguarded:
+            raise ValueError(
+                f"{spec.name}: routes without `shared.http.require(scope)`: {unguarded}"
+            )
+        app.include_router(router)
     for router in spec.pages:
         if router.prefix.startswith("/v1"):
             raise ValueError(f"{spec.name}: pages must not be under /v1")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,12 +24,19 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 # The dependencies are `async def` even where they do not await: FastAPI runs a plain `def` one
-# in its thread pool, a hop that costs more than the dependency itself.
-async def get_runtime(request: Request) -> Runtime:
+# in its thread pool, a hop that costs more than the dependency itself. And they are few, each
+# taking the request itself rather than other dependencies: FastAPI solves every dependency's own
+# dependencies again on each use, even when their values are cached (about 10 µs a dependency).
+def runtime_of(request: Request) -> Runtime:
+    """The running service's runtime (503 while it starts)."""
     runtime: Runtime | None = request.app.state.runtime
     if runtime is None:
         raise Problem(503, "the service is starting")
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -37,10 +45,10 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 READING_METHODS = frozenset({"GET", "HEAD"})
 
 
-async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request, committed when the route returns: the one commit boundary.
     A GET (or HEAD) only reads: its transaction is begun as such (`shared.db.read_only`)."""
-    async with runtime.sessions() as session, session.begin():
+    async with runtime_of(request).sessions() as session, session.begin():
         if request.method in READING_METHODS:
             await read_only(session)
         yield session
@@ -49,18 +57,19 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[As
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_outbox(runtime: RuntimeDep) -> Outbox:
-    return runtime.outbox
+async def get_outbox(request: Request) -> Outbox:
+    return runtime_of(request).outbox
 
 
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-async def authenticated(
-    runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+
+async def authenticate(
+    runtime: Runtime, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """The caller of a `/v1` route, from its bearer token (401 when there is none or it is bad)."""
+    """The caller, from its bearer token (401 when there is none or it is bad)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(401, "a bearer token is required", headers=_CHALLENGE, type="unauthorized")
     try:
@@ -69,15 +78,36 @@ async def authenticated(
         raise Problem(401, str(exc), headers=_CHALLENGE, type="unauthorized") from exc
 
 
-def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that lets the request through only if its token carries `scope` (or admin)."""
+# The checks `require` made, with the scope each asks for (see `required_scope`).
+_SCOPE_CHECKS: dict[Callable[..., Any], str] = {}
 
-    async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+
+def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """The door of a `/v1` route, a dependency every one of them has (the app factory sees to it):
+    the request goes through only if its bearer token is good (else 401) and carries `scope` or
+    admin (else 403), and then only if it holds no text a database cannot store (422, see
+    `refuse_nul_text`). Its value is the caller."""
+
+    async def check(request: Request, credentials: BearerDep) -> Principal:
+        principal = await authenticate(runtime_of(request), credentials)
         if not principal.allows(scope):
             raise Problem(403, f"the token lacks the scope {scope!r}", type="forbidden")
+        await refuse_nul_text(request)
         return principal
 
+    _SCOPE_CHECKS[check] = scope
     return check
+
+
+def required_scope(dependant: Dependant) -> str | None:
+    """The scope that a route's (or dependency's) dependencies `require`, if any does."""
+    for sub in dependant.dependencies:
+        scope = _SCOPE_CHECKS.get(sub.call) if sub.call is not None else None
+        if scope is None:
+            scope = required_scope(sub)
+        if scope is not None:
+            return scope
+    return None
 
 
 # NUL (U+0000) is valid in JSON and in URLs, but PostgreSQL cannot store it in text, and SQLite

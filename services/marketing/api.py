@@ -35,7 +35,7 @@ from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
 from shared.group_commit import GroupCommit
-from shared.http import OutboxDep, RuntimeDep, SessionDep, require
+from shared.http import OutboxDep, RuntimeDep, SessionDep, require, runtime_of
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
 
@@ -48,9 +48,9 @@ WRITE = Depends(require("marketing:write"))
 _NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": None}
 
 
-async def get_captures(runtime: RuntimeDep) -> GroupCommit[LeadCreate, NewLead]:
+async def get_captures(request: Request) -> GroupCommit[LeadCreate, NewLead]:
     """Leads captured by concurrent requests are committed together (`shared.group_commit`)."""
-    return runtime.group_commit("marketing.captures", service.capture_leads)
+    return runtime_of(request).group_commit("marketing.captures", service.capture_leads)
 
 
 @router.post("/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE])

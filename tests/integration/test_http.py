@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import re
 import uuid
@@ -13,10 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends
 
 from baton.broker import EmbeddedBroker
+from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
+from shared.app import create_service_app
 from shared.auth import mint_token
+from shared.http import require
 from shared.problems import PROBLEM_JSON
 from shared.settings import SERVICES
 from tests.helpers import TEST_SECRET, auth, make_settings, serve
@@ -108,6 +113,20 @@ async def test_every_v1_route_requires_a_token_and_a_scope(
             assert anonymous.status_code == 401, (method, path, anonymous.text)
             scopeless = await client.request(method, concrete, headers=no_scope)
             assert scopeless.status_code == 403, (method, path, scopeless.text)
+
+
+def test_a_v1_route_without_a_scope_is_refused_at_start_up() -> None:
+    """A /v1 route that forgot `require(scope)` stops the app from being made, naming it."""
+    guarded, forgot = APIRouter(prefix="/v1"), APIRouter(prefix="/v1")
+
+    @guarded.get("/things", dependencies=[Depends(require("marketing:read"))])
+    @forgot.get("/things")
+    async def things() -> list[str]:
+        return []
+
+    create_service_app(dataclasses.replace(MARKETING, routers=[guarded]))
+    with pytest.raises(ValueError, match=r"GET /v1/things"):
+        create_service_app(dataclasses.replace(MARKETING, routers=[forgot]))
 
 
 async def test_problem_details_name_the_field(marketing: httpx.AsyncClient) -> None:
