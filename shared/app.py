@@ -105,7 +105,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
             raise ValueError(f"{spec.name}: API routers must have the prefix /v1")
         # No /v1 route without a token and a scope (and no text a database cannot store).
         unguarded = [
-            f"{' '.join(sorted(route.methods))} {route.path}"
+            f"{' '.join(sorted(route.methods or ()))} {route.path}"
             for route in router.routes
             if isinstance(route, APIRoute) and required_scope(route.dependant) is None
         ]
