@@ -53,7 +53,7 @@ from bench.fleet import (
 )
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.settings import Settings
-from shared.app import tune_garbage_collector
+from shared.app import tune_interpreter
 from shared.bus import create_producer, ensure_topics
 from shared.db import create_engine, session_factory
 from shared.events import CONTENT_TYPE, LeadCaptured, LeadSource
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     dbs = chosen_databases(args)
-    tune_garbage_collector()  # the relay's process: as a service's, once started (both sides)
+    tune_interpreter()  # the relay's process: as a service's, once started (both sides)
     medians: dict[str, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
