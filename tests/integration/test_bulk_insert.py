@@ -8,9 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, exc, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, exc, func, select
 
-from shared.db import UTCDateTime, create_engine, insert_many, session_factory
+from shared.db import (
+    SQLITE_MAX_PARAMETERS,
+    UTCDateTime,
+    create_engine,
+    insert_many,
+    session_factory,
+)
 
 METADATA = MetaData()
 ITEMS = Table(
@@ -71,5 +77,30 @@ async def test_rows_go_in_as_sqlalchemy_stores_them_and_conflicts_are_left_out(
             # statement) or wrapped by SQLAlchemy (executemany).
             with pytest.raises((ValueError, exc.StatementError), match="naive datetimes"):
                 await insert_many(session, ITEMS, [item(8, at=datetime(2026, 3, 1))])
+    finally:
+        await engine.dispose()
+
+
+async def test_more_rows_than_one_statement_takes_all_go_in(
+    database_url: Callable[[str], Any],
+) -> None:
+    """SQLite takes at most SQLITE_MAX_PARAMETERS parameters a statement: rows past them go in
+    the next one, and every inserted id comes back (the repeated email left out)."""
+    engine = create_engine(await database_url("bulk_many"))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        sessions = session_factory(engine)
+        count = SQLITE_MAX_PARAMETERS // len(item(1)) * 2 + 3  # three statements
+        rows = [{**item(1), "id": f"id-{n}", "email": f"e{n}@x.jp"} for n in range(count)]
+        rows.append({**item(1), "id": "id-again", "email": "e5@x.jp"})
+        async with sessions() as session, session.begin():
+            inserted = await insert_many(
+                session, ITEMS, rows, skip_conflicts_on=["email"], returning="id"
+            )
+        assert sorted(inserted) == sorted(f"id-{n}" for n in range(count))
+        async with sessions() as session:
+            stored = await session.scalar(select(func.count()).select_from(ITEMS))
+        assert stored == count
     finally:
         await engine.dispose()
