@@ -160,8 +160,8 @@ async def insert_many(
     skip_conflicts_on: Sequence[str] | None = None,
     returning: str | None = None,
 ) -> list[Any]:
-    """Insert `rows` (each naming the same columns) in one statement, leaving out those that
-    conflict on `skip_conflicts_on` if given; the `returning` column of each row inserted.
+    """Insert `rows` (each naming the same columns), leaving out those that conflict on
+    `skip_conflicts_on` if given; the `returning` column of each row inserted.
 
     SQLAlchemy's executemany would process each row's parameters one by one, which costs more
     than the insert. So each column's values are made what the driver takes in one pass over the
@@ -172,22 +172,16 @@ async def insert_many(
     """
     if not rows:
         return []
+    conflict = None if skip_conflicts_on is None else tuple(skip_conflicts_on)
     dialect = session.get_bind().dialect
-    if dialect.name == "postgresql":
-        statement, processors = _unnest_insert(
-            dialect,
-            table,
-            tuple(rows[0]),
-            None if skip_conflicts_on is None else tuple(skip_conflicts_on),
-            returning,
-        )
-        arrays = {}
-        for name, process in processors.items():
-            values = [row[name] for row in rows]
-            arrays[name] = values if process is None else _processed(process, values)
-        result = await session.execute(statement, arrays)
-    else:
-        return await _insert_sqlite(session, table, rows, skip_conflicts_on, returning)
+    if dialect.name != "postgresql":
+        return await _insert_sqlite(session, table, rows, conflict, returning)
+    statement, processors = _unnest_insert(dialect, table, tuple(rows[0]), conflict, returning)
+    arrays = {}
+    for name, process in processors.items():
+        values = [row[name] for row in rows]
+        arrays[name] = values if process is None else _processed(process, values)
+    result = await session.execute(statement, arrays)
     return list(result.scalars()) if returning is not None else []
 
 
@@ -199,14 +193,12 @@ async def _insert_sqlite(
     session: AsyncSession,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    conflict: Sequence[str] | None,
+    conflict: tuple[str, ...] | None,
     returning: str | None,
 ) -> list[Any]:
     connection = await session.connection()
     columns = tuple(rows[0])
-    head, tail, processors = _values_insert(
-        connection.dialect, table, columns, None if conflict is None else tuple(conflict), returning
-    )
+    head, tail, processors = _values_insert(connection.dialect, table, columns, conflict, returning)
     values = []
     for name, process in zip(columns, processors, strict=True):
         column = [row[name] for row in rows]
@@ -240,16 +232,22 @@ def _values_insert(
     processor (what makes a value the driver's: a datetime text, a JSON document)."""
     quote = dialect.identifier_preparer.quote
     head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
+    return head, _insert_tail(quote, conflict, returning), processors
+
+
+def _insert_tail(quote: Any, conflict: tuple[str, ...] | None, returning: str | None) -> str:
+    """`ON CONFLICT (conflict) DO NOTHING` if `conflict` is given (all constraints if empty),
+    and `RETURNING returning`."""
     tail = ""
     if conflict is not None:
         target = f"({', '.join(quote(name) for name in conflict)}) " if conflict else ""
         tail += f" ON CONFLICT {target}DO NOTHING"
     if returning is not None:
         tail += f" RETURNING {quote(returning)}"
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
-    ]
-    return head, tail, processors
+    return tail
 
 
 def _processed(process: Any, values: list[Any]) -> list[Any]:
@@ -285,12 +283,7 @@ def _unnest_insert(
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
     sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({', '.join(casts)})"
-    if conflict is not None:
-        target = f"({', '.join(quote(name) for name in conflict)}) " if conflict else ""
-        sql += f" ON CONFLICT {target}DO NOTHING"
-    if returning is not None:
-        sql += f" RETURNING {quote(returning)}"
-    return text(sql), processors
+    return text(sql + _insert_tail(quote, conflict, returning)), processors
 
 
 async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
