@@ -198,12 +198,13 @@ async def _insert_sqlite(
 ) -> list[Any]:
     connection = await session.connection()
     columns = tuple(rows[0])
-    head, tail, processors = _values_insert(connection.dialect, table, columns, conflict, returning)
+    head, one, tail, processors = _values_insert(
+        connection.dialect, table, columns, conflict, returning
+    )
     values = []
     for name, process in zip(columns, processors, strict=True):
         column = [row[name] for row in rows]
         values.append(column if process is None else _processed(process, column))
-    one = f"({', '.join('?' * len(columns))})"
     if returning is None:  # the driver's executemany: one statement, every row
         await connection.exec_driver_sql(
             f"{head} VALUES {one}{tail}", list(zip(*values, strict=True))
@@ -227,15 +228,17 @@ def _values_insert(
     columns: tuple[str, ...],
     conflict: tuple[str, ...] | None,
     returning: str | None,
-) -> tuple[str, str, list[Any]]:
-    """`INSERT INTO t (columns)` and what follows its `VALUES` on SQLite, and each column's bind
-    processor (what makes a value the driver's: a datetime text, a JSON document)."""
+) -> tuple[str, str, str, list[Any]]:
+    """On SQLite, `INSERT INTO t (columns)`, one row's `(?, ...)`, what follows the `VALUES`, and
+    each column's bind processor (what makes a value the driver's: a datetime text, a JSON
+    document)."""
     quote = dialect.identifier_preparer.quote
     head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
     ]
-    return head, _insert_tail(quote, conflict, returning), processors
+    one = f"({', '.join('?' * len(columns))})"
+    return head, one, _insert_tail(quote, conflict, returning), processors
 
 
 def _insert_tail(quote: Any, conflict: tuple[str, ...] | None, returning: str | None) -> str:

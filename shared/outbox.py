@@ -296,9 +296,9 @@ async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
 
 # PostgreSQL: the lanes a pass claimed, each its batch of pending rows (a lateral index scan each).
 _PENDING_IN_LANES = text(
-    "SELECT o.id, o.topic, o.key, o.event_type, o.payload "
+    f"SELECT {', '.join(f'o.{column.name}' for column in _SENT)} "
     "FROM unnest(CAST(:lanes AS int[])) AS l(lane) CROSS JOIN LATERAL ("
-    "SELECT id, topic, key, event_type, payload FROM outbox "
+    f"SELECT {', '.join(column.name for column in _SENT)} FROM outbox "
     "WHERE outbox.lane = l.lane AND outbox.published_at IS NULL "
     "ORDER BY outbox.id LIMIT :batch) AS o"
 )

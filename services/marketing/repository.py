@@ -140,7 +140,8 @@ async def list_feedback(
 
 
 async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
-    """Bulk insert for imports, skipping rows whose email is known; the ids inserted."""
+    """Insert leads (an import's chunk, a group of captures), skipping those whose email is
+    known; the ids inserted."""
     return set(await insert_many(session, LEADS, rows, skip_conflicts_on=["email"], returning="id"))
 
 
