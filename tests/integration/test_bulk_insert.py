@@ -1,5 +1,5 @@
 """`insert_many` on both databases: the values as SQLAlchemy would store them, conflicts left
-out or refused, the ids of the rows inserted."""
+out, refused or merged into the row there, the ids of the rows inserted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, exc, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    exc,
+    func,
+    select,
+)
 
 from shared.db import (
     SQLITE_MAX_PARAMETERS,
@@ -27,6 +39,15 @@ ITEMS = Table(
     Column("count", Integer, nullable=True),
     Column("at", UTCDateTime, nullable=False),
     Column("note", Text, nullable=True),
+)
+COUNTERS = Table(
+    "bulk_counters",
+    METADATA,
+    Column("day", String(10), primary_key=True),
+    Column("metric", String(20), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("doc", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=True),
 )
 JST = timezone(timedelta(hours=9))
 
@@ -102,5 +123,60 @@ async def test_more_rows_than_one_statement_takes_all_go_in(
         async with sessions() as session:
             stored = await session.scalar(select(func.count()).select_from(ITEMS))
         assert stored == count
+    finally:
+        await engine.dispose()
+
+
+async def test_conflicting_rows_update_the_row_there_replacing_or_adding(
+    database_url: Callable[[str], Any],
+) -> None:
+    engine = create_engine(await database_url("bulk_upsert"))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        sessions = session_factory(engine)
+        at = datetime(2026, 3, 1, 9, tzinfo=JST)
+
+        def counter(day: str, metric: str, value: int, **values: Any) -> dict[str, Any]:
+            return {"day": day, "metric": metric, "value": value, "doc": {}, "at": None, **values}
+
+        async def upsert(rows: list[dict[str, Any]]) -> None:
+            async with sessions() as session, session.begin():
+                key = ["day", "metric"]
+                await insert_many(
+                    session, COUNTERS, rows, update_conflicts_on=key, adding=["value"]
+                )
+
+        await upsert([counter("03-01", "mqls", 2), counter("03-01", "sqls", 1, doc={"a": 1})])
+        await upsert(
+            [
+                counter("03-01", "mqls", 3, doc={"b": [1, 2]}, at=at),  # adds 3, replaces the rest
+                counter("03-02", "mqls", -1),
+            ]
+        )
+        async with sessions() as session:
+            stored = (await session.execute(select(COUNTERS).order_by("day", "metric"))).all()
+        assert [tuple(row) for row in stored] == [
+            ("03-01", "mqls", 5, {"b": [1, 2]}, at.astimezone(UTC)),
+            ("03-01", "sqls", 1, {"a": 1}, None),
+            ("03-02", "mqls", -1, {}, None),
+        ]
+        async with sessions() as session:
+            with pytest.raises(ValueError, match="either skips"):
+                await insert_many(
+                    session,
+                    COUNTERS,
+                    [counter("x", "y", 1)],
+                    skip_conflicts_on=["day"],
+                    update_conflicts_on=["day"],
+                )
+            with pytest.raises(ValueError, match="not have"):
+                await insert_many(
+                    session,
+                    COUNTERS,
+                    [counter("x", "y", 1)],
+                    update_conflicts_on=["day", "metric"],
+                    adding=["hits"],
+                )
     finally:
         await engine.dispose()
