@@ -23,13 +23,13 @@ from typing import Any, Protocol, cast
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy import String, Table, insert, select
+from sqlalchemy import String, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared import logs
 from shared.bus import CommitOnRevoke, create_consumer, create_producer
-from shared.db import PlumbingBase, UTCDateTime, insert_if_absent
+from shared.db import PlumbingBase, UTCDateTime, insert_if_absent, insert_many
 from shared.events import Envelope, EventData, EventParseError, decode, parse_envelope
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
@@ -46,6 +46,9 @@ class InboxRow(PlumbingBase):
     source: Mapped[str] = mapped_column(String(100))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     handled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+_INBOX = cast(Table, InboxRow.__table__)
 
 
 class TransactionWork(Protocol):
@@ -89,7 +92,7 @@ class _Parsed:
 @contextlib.contextmanager
 def _logging_context(envelope: Envelope) -> Iterator[None]:
     """Log lines written while handling `envelope` carry its id and journey."""
-    event_token = logs.event_id.set(str(envelope.id))
+    event_token = logs.event_id.set(envelope.event_id)
     correlation_token = logs.correlation_id.set(envelope.correlationid)
     try:
         yield
@@ -101,7 +104,7 @@ def _logging_context(envelope: Envelope) -> Iterator[None]:
 async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
     """Record the event as handled; False if it already was (a duplicate delivery)."""
     values = {
-        "event_id": str(envelope.id),
+        "event_id": envelope.event_id,
         "event_type": envelope.type,
         "source": envelope.source,
         "occurred_at": envelope.time,
@@ -111,31 +114,29 @@ async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
 
 
 async def record_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> list[bool]:
-    """Record a batch's events as handled, with one query and one insert; per event, False if
-    it already was or is repeated earlier in the batch. A row inserted meanwhile by another
-    transaction makes the insert fail (the unique key), not the event apply twice."""
-    ids = [str(envelope.id) for envelope in envelopes]
-    query = select(InboxRow.event_id).where(InboxRow.event_id.in_(list(set(ids))))
-    seen = set((await session.scalars(query)).all())
+    """Record a batch's events as handled, in one statement; per event, False if it already was
+    or is repeated earlier in the batch. An event recorded meanwhile by another transaction is
+    one already handled too: the insert waits for that transaction, then leaves it out."""
     handled_at = datetime.now(UTC)
-    new, rows = [], []
-    for envelope, event_id in zip(envelopes, ids, strict=True):
-        first = event_id not in seen
-        new.append(first)
-        if first:
-            seen.add(event_id)
-            rows.append(
-                {
-                    "event_id": event_id,
-                    "event_type": envelope.type,
-                    "source": envelope.source,
-                    "occurred_at": envelope.time,
-                    "handled_at": handled_at,
-                }
-            )
-    if rows:
-        # Into the table (Core), not the entity: the ORM's bulk insert costs more than the insert.
-        await session.execute(insert(cast(Table, InboxRow.__table__)), rows)
+    rows: dict[str, dict[str, Any]] = {}
+    for envelope in envelopes:
+        if envelope.event_id not in rows:
+            rows[envelope.event_id] = {
+                "event_id": envelope.event_id,
+                "event_type": envelope.type,
+                "source": envelope.source,
+                "occurred_at": envelope.time,
+                "handled_at": handled_at,
+            }
+    inserted = set(
+        await insert_many(
+            session, _INBOX, list(rows.values()), skip_conflicts_on=[], returning="event_id"
+        )
+    )
+    new = []
+    for envelope in envelopes:
+        new.append(envelope.event_id in inserted)
+        inserted.discard(envelope.event_id)  # a repeat later in the batch is not new
     return new
 
 

@@ -129,7 +129,7 @@ def _row(
 def add_event(session: AsyncSession, envelope: Envelope, *, topic: str, lanes: int) -> None:
     """Store `envelope` for publication when (and only if) the session's transaction commits."""
     row = _row(
-        str(envelope.id),
+        envelope.event_id,
         envelope.type,
         envelope.partitionkey,
         envelope.to_json(),
@@ -167,7 +167,7 @@ class Outbox:
             self.topic,
             self.lanes,
             correlation_id=envelope.correlationid,
-            causation_id=str(envelope.id),
+            causation_id=envelope.event_id,
         )
 
     def emit(

@@ -12,7 +12,7 @@ async def on_opportunity_created(ctx: EventContext, event: OpportunityCreated) -
 
 
 async def on_churn_risk(ctx: EventContext, event: ChurnRisk) -> None:
-    await service.raise_alert(ctx.session, str(ctx.envelope.id), event, ctx.envelope.time)
+    await service.raise_alert(ctx.session, ctx.envelope.event_id, event, ctx.envelope.time)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -19,7 +19,7 @@ async def on_feedback(ctx: EventContext, event: CustomerFeedbackShared) -> None:
     # The journey's correlation id is the lead it began with: that is whose feedback it is.
     envelope = ctx.envelope
     service.record_feedback(
-        ctx.session, str(envelope.id), envelope.correlationid, event, envelope.time
+        ctx.session, envelope.event_id, envelope.correlationid, event, envelope.time
     )
 
 

@@ -57,6 +57,11 @@ class Envelope(BaseModel):
     causationid: str | None = Field(None, max_length=100)
     data: dict[str, Any]
 
+    @functools.cached_property
+    def event_id(self) -> str:
+        """`id` as text, made once (the inbox, the log context and the outbox each need it)."""
+        return str(self.id)
+
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
