@@ -44,9 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,7 +78,17 @@ from services.kpi.facts import (
     opportunity_contributions,
     spread,
 )
-from services.kpi.models import DailyTotal, DayRevision, LeadFact, OpportunityFact
+from services.kpi.models import (
+    DailyTotal,
+    DayRevision,
+    LeadFact,
+    LeadRow,
+    OpportunityFact,
+    OpportunityRow,
+    fact_columns,
+    fact_record,
+    fact_values,
+)
 from services.kpi.periods import Granularity, bucket_start, day_start, local_day
 from services.kpi.settings import Settings
 from shared.auth import mint_token
@@ -111,49 +119,8 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 """
 
 
-@dataclass(slots=True)
-class LeadRow:
-    """A `lead_facts` row (fields in column order), as `lead_contributions` reads it."""
-
-    lead_id: str
-    source: str
-    campaign_id: str
-    captured_at: datetime | None
-    downloads: dict[str, int]
-    mql_at: datetime | None
-    respond_by: datetime | None
-    first_touch_at: datetime | None
-    sla_breached_at: datetime | None
-    sql_at: datetime | None
-    won_at: datetime | None
-    renewed_at: datetime | None
-    churn_risk_at: datetime | None
-    churned_at: datetime | None
-
-
-@dataclass(slots=True)
-class OpportunityRow:
-    """An `opportunity_facts` row (fields in column order), as `opportunity_contributions`
-    reads it."""
-
-    opportunity_id: str
-    lead_id: str
-    source: str
-    campaign_id: str
-    created_at: datetime | None
-    accepted_at: datetime | None
-    neglected_at: datetime | None
-    won_at: datetime | None
-    amount: int | None
-    mrr: int | None
-    lost_at: datetime | None
-    onboarded_at: datetime | None
-
-
-LEAD_COLUMNS = tuple(f.name for f in fields(LeadRow))
-OPPORTUNITY_COLUMNS = tuple(f.name for f in fields(OpportunityRow))
+LEAD_COLUMNS, OPPORTUNITY_COLUMNS = fact_columns(LeadRow), fact_columns(OpportunityRow)
 TOTAL_COLUMNS = ("day", "metric", "source", "campaign_id", "value")
-lead_record, opportunity_record = attrgetter(*LEAD_COLUMNS), attrgetter(*OPPORTUNITY_COLUMNS)
 
 
 class Campaign(NamedTuple):
@@ -337,14 +304,6 @@ class Journeys:
         return renewed, risk, churned
 
 
-def _check_columns() -> None:
-    """The rows are written positionally: they must follow the tables' columns."""
-    for ours, table in ((LEAD_COLUMNS, LeadFact), (OPPORTUNITY_COLUMNS, OpportunityFact)):
-        columns = tuple(table.__table__.columns.keys())
-        if ours != columns:
-            raise RuntimeError(f"{ours} != {table.__tablename__} {columns}")
-
-
 def _total_rows(totals: Contributions) -> list[tuple[date, str, str, str, int]]:
     return [(k.day, k.metric, k.source, k.campaign_id, v) for k, v in totals.items() if v]
 
@@ -358,14 +317,14 @@ async def _write_postgres(url: str, journeys: Journeys, leads: int) -> tuple[int
             rows, deals = journeys.chunk(min(CHUNK, leads - written))
             records = []
             for row in rows:
-                record = lead_record(row)
+                record = fact_values(row)
                 records.append((*record[:4], orjson.dumps(row.downloads).decode(), *record[5:]))
             await connection.copy_records_to_table(
                 "lead_facts", records=records, columns=LEAD_COLUMNS
             )
             await connection.copy_records_to_table(
                 "opportunity_facts",
-                records=[opportunity_record(deal) for deal in deals],
+                records=[fact_values(deal) for deal in deals],
                 columns=OPPORTUNITY_COLUMNS,
             )
             written, opportunities = written + len(rows), opportunities + len(deals)
@@ -385,13 +344,9 @@ async def _write_sqlite(engine: AsyncEngine, journeys: Journeys, leads: int) -> 
     while written < leads:
         rows, deals = journeys.chunk(min(CHUNK, leads - written))
         async with engine.begin() as connection:
-            values = [dict(zip(LEAD_COLUMNS, lead_record(r), strict=True)) for r in rows]
-            await connection.execute(insert(LeadFact), values)
+            await connection.execute(insert(LeadFact), [fact_record(row) for row in rows])
             if deals:
-                values = [
-                    dict(zip(OPPORTUNITY_COLUMNS, opportunity_record(d), strict=True))
-                    for d in deals
-                ]
+                values = [fact_record(deal) for deal in deals]
                 await connection.execute(insert(OpportunityFact), values)
         written, opportunities = written + len(rows), opportunities + len(deals)
     async with engine.begin() as connection:
@@ -403,7 +358,6 @@ async def _write_sqlite(engine: AsyncEngine, journeys: Journeys, leads: int) -> 
 
 async def seed(url: str, rules: Rules, start: date, end: date, leads: int, seed: int) -> Seeded:
     """Migrate the database at `url` and write `leads` leads' facts and their daily totals."""
-    _check_columns()
     started = time.perf_counter()
     engine = create_engine(url)
     try:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from services.kpi.facts import earliest, mrr_change, nps_contributions, spread
 from services.kpi.ingest import ReadModel, journey_lead
-from services.kpi.models import LeadFact, OpportunityFact
+from services.kpi.models import LeadRow, OpportunityRow
 from services.kpi.periods import local_day
 from shared.events import (
     CampaignCostRecorded,
@@ -58,7 +58,7 @@ def first(milestone: str, at: datetime) -> Callable[[Any], None]:
 
 
 async def lead_captured(model: ReadModel, ctx: EventContext, e: LeadCaptured) -> None:
-    def change(lead: LeadFact) -> None:
+    def change(lead: LeadRow) -> None:
         first("captured_at", ctx.envelope.time)(lead)
         lead.source, lead.campaign_id = e.source, str(e.campaign_id or "")
 
@@ -70,14 +70,14 @@ async def lead_engaged(model: ReadModel, ctx: EventContext, e: LeadEngaged) -> N
         return
     day = local_day(ctx.envelope.time, model.rules.tz).isoformat()
 
-    def change(lead: LeadFact) -> None:
+    def change(lead: LeadRow) -> None:
         lead.downloads = {**lead.downloads, day: lead.downloads.get(day, 0) + 1}
 
     await model.change_lead(str(e.lead_id), change)
 
 
 async def lead_qualified(model: ReadModel, ctx: EventContext, e: LeadQualified) -> None:
-    def change(lead: LeadFact) -> None:
+    def change(lead: LeadRow) -> None:
         first("mql_at", ctx.envelope.time)(lead)
         if lead.captured_at is None:  # LeadCaptured not here yet: its source is the same
             lead.source, lead.campaign_id = e.source, str(e.campaign_id or "")
@@ -100,11 +100,11 @@ async def response_breached(
 
 
 async def lead_recycled(model: ReadModel, ctx: EventContext, e: LeadRecycled) -> None:
-    model.reason(str(ctx.envelope.id), "recycled", e.reason, ctx.envelope.time)
+    model.reason(ctx.envelope.event_id, "recycled", e.reason, ctx.envelope.time)
 
 
 async def lead_disqualified(model: ReadModel, ctx: EventContext, e: LeadDisqualified) -> None:
-    model.reason(str(ctx.envelope.id), "disqualified", e.reason, ctx.envelope.time)
+    model.reason(ctx.envelope.event_id, "disqualified", e.reason, ctx.envelope.time)
 
 
 async def opportunity_created(model: ReadModel, ctx: EventContext, e: OpportunityCreated) -> None:
@@ -131,7 +131,7 @@ async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
     if amount is None or mrr is None:
         model.count(at, {"unconverted_amounts": 1})
 
-    def won(opportunity: OpportunityFact) -> None:
+    def won(opportunity: OpportunityRow) -> None:
         if opportunity.won_at is None or at < opportunity.won_at:
             opportunity.won_at, opportunity.amount, opportunity.mrr = at, amount, mrr
 
@@ -142,7 +142,7 @@ async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
 async def deal_lost(model: ReadModel, ctx: EventContext, e: DealLost) -> None:
     at = ctx.envelope.time
     await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), first("lost_at", at))
-    model.reason(str(ctx.envelope.id), "lost", e.reason, at)
+    model.reason(ctx.envelope.event_id, "lost", e.reason, at)
 
 
 async def customer_onboarded(model: ReadModel, ctx: EventContext, e: CustomerOnboarded) -> None:
@@ -155,7 +155,7 @@ async def churn_risk(model: ReadModel, ctx: EventContext, e: ChurnRisk) -> None:
     at_risk = model.rules.convert(e.mrr_at_risk, e.currency)
     model.count(at, _with_money({"churn_risks": 1}, "mrr_at_risk", at_risk))
     for position, reason in enumerate(dict.fromkeys(e.reasons)):
-        model.reason(str(ctx.envelope.id), "churn_risk", reason, at, position)
+        model.reason(ctx.envelope.event_id, "churn_risk", reason, at, position)
 
     await model.change_lead(str(e.lead_id), first("churn_risk_at", at))
 
@@ -187,7 +187,7 @@ async def customer_churned(model: ReadModel, ctx: EventContext, e: CustomerChurn
     at = ctx.envelope.time
     lost = model.rules.convert(e.mrr_lost, e.currency)
     model.count(at, _with_money({"customers_churned": 1}, "mrr_churned", lost))
-    model.reason(str(ctx.envelope.id), "churned", e.reason, at)
+    model.reason(ctx.envelope.event_id, "churned", e.reason, at)
     if (lead_id := journey_lead(ctx.envelope)) is not None:
         await model.change_lead(lead_id, first("churned_at", at))
 

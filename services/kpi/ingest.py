@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -19,7 +20,14 @@ from services.kpi.facts import (
     lead_contributions,
     opportunity_contributions,
 )
-from services.kpi.models import LeadFact, OpportunityFact
+from services.kpi.models import (
+    FactRow,
+    LeadFact,
+    LeadRow,
+    OpportunityFact,
+    OpportunityRow,
+    fact_values,
+)
 from services.kpi.periods import local_day
 from services.kpi.service import SAMPLES
 from services.kpi.settings import Settings
@@ -28,8 +36,8 @@ from shared.settings import ServiceSettings
 
 # The milestones that date each kind of fact's duration samples (a median's inputs).
 DATED_BY = {
-    table: tuple(milestone for kind, milestone, _ in SAMPLES if kind is table)
-    for table in (LeadFact, OpportunityFact)
+    row: tuple(milestone for kind, milestone, _ in SAMPLES if kind is table)
+    for table, row in ((LeadFact, LeadRow), (OpportunityFact, OpportunityRow))
 }
 
 
@@ -41,14 +49,30 @@ def journey_lead(envelope: Envelope) -> str | None:
         return None
 
 
+@dataclass(slots=True)
+class _Changed:
+    """A fact row changed in this transaction, as it was before its first change: its
+    contributions, the days it read on, and its values (None for a row new here)."""
+
+    row: FactRow
+    contributions: Contributions
+    days: set[date]
+    values: tuple[Any, ...] | None
+
+    def is_new_or_changed(self) -> bool:
+        return self.values is None or fact_values(self.row) != self.values
+
+
 class ReadModel:
     """The read model inside one inbox transaction (the KPI service's `TransactionWork`).
 
-    The facts the transaction's events touch are loaded together before they are handled, and
-    the daily totals are moved together before the commit: a fact row's contributions depend on
-    the row alone, so the totals move by what each changed row contributes at the end of the
-    transaction less what it contributed at its start. The days a changed row reads on, before
-    and after, get a new revision, so that KPI results cached for them are worked out again.
+    The facts the transaction's events touch are loaded together before they are handled, as
+    plain rows (`LeadRow`, `OpportunityRow`: no ORM objects), and written back together before
+    the commit, the rows that did change only. So are the daily totals: a fact row's
+    contributions depend on the row alone, so the totals move by what each changed row
+    contributes at the end of the transaction less what it contributed at its start. The days a
+    changed row reads on, before and after, get a new revision, so that KPI results cached for
+    them are worked out again.
     """
 
     def __init__(self, session: AsyncSession, rules: Rules) -> None:
@@ -56,15 +80,12 @@ class ReadModel:
         self.rules = rules
         # Loaded (or looked for: None when not known yet) in this transaction, with every
         # opportunity of each loaded lead.
-        self._leads: dict[str, LeadFact | None] = {}
-        self._opportunities: dict[str, OpportunityFact | None] = {}
-        self._opportunities_of: dict[str, list[OpportunityFact]] = {}
-        # Rows changed in this transaction, with their contributions and the days they read on
-        # before the first change.
-        self._changed_leads: dict[str, tuple[LeadFact, Contributions, set[date]]] = {}
-        self._changed_opportunities: dict[
-            str, tuple[OpportunityFact, Contributions, set[date]]
-        ] = {}
+        self._leads: dict[str, LeadRow | None] = {}
+        self._opportunities: dict[str, OpportunityRow | None] = {}
+        self._opportunities_of: dict[str, list[OpportunityRow]] = {}
+        # Rows changed in this transaction, by id, as they were before.
+        self._changed_leads: dict[str, _Changed] = {}
+        self._changed_opportunities: dict[str, _Changed] = {}
         self._totals: Contributions = Counter()
         self._reasons: list[dict[str, Any]] = []
 
@@ -81,30 +102,34 @@ class ReadModel:
         await self._load(lead_ids, opportunity_ids)
 
     async def finish(self) -> None:
-        """Move the daily totals by the transaction's changes, write its reasons, and move on
-        the revision of every day the transaction changed."""
+        """Write the fact rows that changed, move the daily totals by their changes, write the
+        reasons, and move on the revision of every day the transaction changed."""
         totals = self._totals
         days = {key.day for key in totals}
-        for lead, before, before_days in self._changed_leads.values():
-            after = lead_contributions(lead, self.rules)
-            totals.update(difference(before, after))
-            days |= before_days | self._days(lead, after)
-        for opportunity, before, before_days in self._changed_opportunities.values():
-            after = opportunity_contributions(opportunity, self.rules)
-            totals.update(difference(before, after))
-            days |= before_days | self._days(opportunity, after)
+        for kind, changes in (
+            (LeadRow, self._changed_leads.values()),
+            (OpportunityRow, self._changed_opportunities.values()),
+        ):
+            changed = [change for change in changes if change.is_new_or_changed()]
+            for change in changed:
+                after = _contributions(change.row, self.rules)
+                totals.update(difference(change.contributions, after))
+                days |= change.days | self._days(change.row, after)
+            new = [change.row for change in changed if change.values is None]
+            known = [change.row for change in changed if change.values is not None]
+            await repository.save_facts(self.session, kind, new, known)
         await repository.add_totals(self.session, totals)
         await repository.touch_days(self.session, days)
         await repository.add_reasons(self.session, self._reasons)
 
-    async def change_lead(self, lead_id: str, change: Callable[[LeadFact], None]) -> None:
+    async def change_lead(self, lead_id: str, change: Callable[[LeadRow], None]) -> None:
         """Apply `change` to the lead's facts; its opportunities follow a new source/campaign."""
         lead = await self._lead(lead_id)
+        is_new = lead is None
         if lead is None:
-            lead = self._leads[lead_id] = repository.new_lead(self.session, lead_id)
+            lead = self._leads[lead_id] = LeadRow(lead_id)
         if lead_id not in self._changed_leads:
-            before = lead_contributions(lead, self.rules)
-            self._changed_leads[lead_id] = (lead, before, self._days(lead, before))
+            self._changed_leads[lead_id] = self._before(lead, is_new)
         dimensions = (lead.source, lead.campaign_id)
         change(lead)
         if (lead.source, lead.campaign_id) != dimensions:
@@ -112,29 +137,37 @@ class ReadModel:
                 self._change(opportunity, lambda o: _copy_dimensions(lead, o))
 
     async def change_opportunity(
-        self, opportunity_id: str, lead_id: str, change: Callable[[OpportunityFact], None]
+        self, opportunity_id: str, lead_id: str, change: Callable[[OpportunityRow], None]
     ) -> None:
         if opportunity_id not in self._opportunities:
             await self._load((), (opportunity_id,))
         opportunity = self._opportunities[opportunity_id]
+        is_new = opportunity is None
         if opportunity is None:
             lead = await self._lead(lead_id)
-            opportunity = repository.new_opportunity(self.session, opportunity_id, lead_id, lead)
+            opportunity = OpportunityRow(opportunity_id, lead_id)
+            if lead is not None:  # the lead's source and campaign, for filtered KPIs
+                _copy_dimensions(lead, opportunity)
             self._opportunities[opportunity_id] = opportunity
             self._opportunities_of[lead_id].append(opportunity)
-        self._change(opportunity, change)
+        self._change(opportunity, change, is_new)
 
     def _change(
-        self, opportunity: OpportunityFact, change: Callable[[OpportunityFact], None]
+        self,
+        opportunity: OpportunityRow,
+        change: Callable[[OpportunityRow], None],
+        is_new: bool = False,
     ) -> None:
         if opportunity.opportunity_id not in self._changed_opportunities:
-            before = opportunity_contributions(opportunity, self.rules)
-            self._changed_opportunities[opportunity.opportunity_id] = (
-                opportunity,
-                before,
-                self._days(opportunity, before),
+            self._changed_opportunities[opportunity.opportunity_id] = self._before(
+                opportunity, is_new
             )
         change(opportunity)
+
+    def _before(self, row: FactRow, is_new: bool) -> _Changed:
+        """`row` as it is before its first change in this transaction."""
+        before = _contributions(row, self.rules)
+        return _Changed(row, before, self._days(row, before), None if is_new else fact_values(row))
 
     def count(
         self, at: datetime, values: dict[str, int], *, source: str = "", campaign_id: str = ""
@@ -160,7 +193,7 @@ class ReadModel:
             }
         )
 
-    def _days(self, row: LeadFact | OpportunityFact, contributions: Contributions) -> set[date]:
+    def _days(self, row: FactRow, contributions: Contributions) -> set[date]:
         """The days `row` counts on, and those its duration samples are dated on."""
         days = {key.day for key in contributions}
         for milestone in DATED_BY[type(row)]:
@@ -168,7 +201,7 @@ class ReadModel:
                 days.add(local_day(at, self.rules.tz))
         return days
 
-    async def _lead(self, lead_id: str) -> LeadFact | None:
+    async def _lead(self, lead_id: str) -> LeadRow | None:
         """The lead's facts; None if it is not known yet."""
         if lead_id not in self._leads:
             await self._load((lead_id,), ())
@@ -177,24 +210,24 @@ class ReadModel:
     async def _load(self, lead_ids: Collection[str], opportunity_ids: Collection[str]) -> None:
         """Load the leads and opportunities not loaded yet, and every opportunity of the leads.
 
-        Nothing is flushed first: the rows this transaction added are already in hand (an
-        opportunity is only added once its lead is loaded, so a lead loaded later has none)."""
+        A row already in hand stays the one in hand (it may have changed since it was read).
+        The rows this transaction added are not written yet, and need not be: an opportunity is
+        only added once its lead is loaded, so a lead loaded later has none."""
         new_leads = {i for i in lead_ids if i not in self._leads}
         new_opportunities = {i for i in opportunity_ids if i not in self._opportunities}
         if not new_leads and not new_opportunities:
             return
-        with self.session.no_autoflush:
-            found = {row.lead_id: row for row in await repository.leads(self.session, new_leads)}
-            opportunities = await repository.opportunities(
-                self.session, new_opportunities, new_leads
-            )
+        found = {row.lead_id: row for row in await repository.leads(self.session, new_leads)}
+        opportunities = await repository.opportunities(self.session, new_opportunities, new_leads)
         for lead_id in new_leads:
             self._leads[lead_id] = found.get(lead_id)
             self._opportunities_of[lead_id] = []
         for opportunity_id in new_opportunities:
             self._opportunities[opportunity_id] = None
-        for opportunity in opportunities:
-            self._opportunities[opportunity.opportunity_id] = opportunity
+        for row in opportunities:
+            opportunity = self._opportunities.get(row.opportunity_id)
+            if opportunity is None:
+                opportunity = self._opportunities[row.opportunity_id] = row
             if opportunity.lead_id in new_leads:
                 self._opportunities_of[opportunity.lead_id].append(opportunity)
 
@@ -204,5 +237,11 @@ def read_model(session: AsyncSession, settings: ServiceSettings) -> ReadModel:
     return ReadModel(session, cast(Settings, settings).rules())
 
 
-def _copy_dimensions(lead: LeadFact, opportunity: OpportunityFact) -> None:
+def _copy_dimensions(lead: LeadRow, opportunity: OpportunityRow) -> None:
     opportunity.source, opportunity.campaign_id = lead.source, lead.campaign_id
+
+
+def _contributions(row: FactRow, rules: Rules) -> Contributions:
+    if isinstance(row, LeadRow):
+        return lead_contributions(row, rules)
+    return opportunity_contributions(row, rules)

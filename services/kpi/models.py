@@ -3,13 +3,16 @@
 Facts are kept per lead and per opportunity, each field merged so that the order in which events
 arrive does not matter (the earliest time wins). Every fact row contributes to `daily_totals`,
 the per-day aggregates most KPIs are read from; when a row changes, its old contributions are
-taken out and the new ones put in.
+taken out and the new ones put in. The ingest holds the fact rows it changes as plain
+`LeadRow` and `OpportunityRow` objects; the queries read the mapped classes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, cast
 
 from sqlalchemy import JSON, BigInteger, Date, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -53,6 +56,27 @@ class LeadFact(Base):
     churned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+@dataclass(slots=True)
+class LeadRow:
+    """A `lead_facts` row as the ingest holds it in hand, free of the ORM (fields in column
+    order): the read model loads, changes and writes back hundreds of them a transaction."""
+
+    lead_id: str
+    source: str = ""
+    campaign_id: str = ""
+    captured_at: datetime | None = None
+    downloads: dict[str, int] = field(default_factory=dict)
+    mql_at: datetime | None = None
+    respond_by: datetime | None = None
+    first_touch_at: datetime | None = None
+    sla_breached_at: datetime | None = None
+    sql_at: datetime | None = None
+    won_at: datetime | None = None
+    renewed_at: datetime | None = None
+    churn_risk_at: datetime | None = None
+    churned_at: datetime | None = None
+
+
 class OpportunityFact(Base):
     """One opportunity (SQL): accepted in time or neglected, won or lost, onboarded."""
 
@@ -75,6 +99,44 @@ class OpportunityFact(Base):
     mrr: Mapped[int | None] = mapped_column(BigInteger)  # won, in the reporting currency
     lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     onboarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(slots=True)
+class OpportunityRow:
+    """An `opportunity_facts` row as the ingest holds it in hand (fields in column order)."""
+
+    opportunity_id: str
+    lead_id: str
+    source: str = ""
+    campaign_id: str = ""
+    created_at: datetime | None = None
+    accepted_at: datetime | None = None
+    neglected_at: datetime | None = None
+    won_at: datetime | None = None
+    amount: int | None = None
+    mrr: int | None = None
+    lost_at: datetime | None = None
+    onboarded_at: datetime | None = None
+
+
+FactRow = LeadRow | OpportunityRow
+_COLUMNS = {kind: tuple(f.name for f in fields(kind)) for kind in (LeadRow, OpportunityRow)}
+_VALUES = {kind: attrgetter(*columns) for kind, columns in _COLUMNS.items()}
+
+
+def fact_columns(kind: type[FactRow]) -> tuple[str, ...]:
+    """The columns of `kind`'s table, in order: its fields' names."""
+    return _COLUMNS[kind]
+
+
+def fact_record(row: FactRow) -> dict[str, Any]:
+    """Column -> value of the row."""
+    return dict(zip(_COLUMNS[type(row)], fact_values(row), strict=True))
+
+
+def fact_values(row: FactRow) -> tuple[Any, ...]:
+    """The row's values, in column order."""
+    return cast(tuple[Any, ...], _VALUES[type(row)](row))
 
 
 class ReasonFact(Base):

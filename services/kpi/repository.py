@@ -8,9 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, Select, bindparam, delete, extract, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BigInteger, Select, Table, bindparam, delete, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kpi.facts import Contributions
@@ -18,81 +16,68 @@ from services.kpi.models import (
     READ_MODEL_TABLES,
     DailyTotal,
     DayRevision,
+    FactRow,
     LeadFact,
+    LeadRow,
     OpportunityFact,
+    OpportunityRow,
     ReadModelState,
     ReasonFact,
+    fact_record,
 )
+from shared.db import insert_many
 from shared.inbox import InboxRow
+
+_DAILY_TOTALS = cast(Table, DailyTotal.__table__)
+_DAY_REVISIONS = cast(Table, DayRevision.__table__)
+_REASONS = cast(Table, ReasonFact.__table__)
 
 AnySelect = Select[*tuple[Any, ...]]
 Q = TypeVar("Q", bound=AnySelect)
 
 
-@functools.cache
-def _write_statements(dialect: str) -> dict[str, Any]:
-    """The ingest's upserts for `dialect`, built once (a transaction only binds its rows)."""
-    insert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-    totals, revisions = DailyTotal.__table__, DayRevision.__table__
-    add_totals = insert(totals)
-    add_totals = add_totals.on_conflict_do_update(
-        index_elements=["day", "metric", "source", "campaign_id"],
-        set_={"value": totals.c.value + add_totals.excluded.value},
-    )
-    touch_days = insert(revisions)
-    touch_days = touch_days.on_conflict_do_update(
-        index_elements=["day"], set_={"revision": revisions.c.revision + 1}
-    )
-    add_reasons = insert(ReasonFact.__table__).on_conflict_do_nothing()
-    return {"totals": add_totals, "days": touch_days, "reasons": add_reasons}
+_LEADS = cast(Table, LeadFact.__table__)
+_OPPORTUNITIES = cast(Table, OpportunityFact.__table__)
+_FACT_TABLES: dict[type[FactRow], tuple[Table, str]] = {
+    LeadRow: (_LEADS, "lead_id"),
+    OpportunityRow: (_OPPORTUNITIES, "opportunity_id"),
+}
 
 
-def _statement(session: AsyncSession, name: str) -> Any:
-    return _write_statements(session.get_bind().dialect.name)[name]
-
-
-async def leads(session: AsyncSession, lead_ids: Collection[str]) -> Sequence[LeadFact]:
+async def leads(session: AsyncSession, lead_ids: Collection[str]) -> list[LeadRow]:
     """The facts of those of `lead_ids` that are known."""
     if not lead_ids:
         return []
-    query = select(LeadFact).where(LeadFact.lead_id.in_(list(lead_ids)))
-    return (await session.scalars(query)).all()
+    query = select(_LEADS).where(_LEADS.c.lead_id.in_(list(lead_ids)))
+    return [LeadRow(*row) for row in await (await session.connection()).execute(query)]
 
 
 async def opportunities(
     session: AsyncSession, opportunity_ids: Collection[str], lead_ids: Collection[str]
-) -> Sequence[OpportunityFact]:
+) -> list[OpportunityRow]:
     """The known opportunities among `opportunity_ids` and those of the leads `lead_ids`."""
     if not opportunity_ids and not lead_ids:
         return []
-    query = select(OpportunityFact).where(
+    query = select(_OPPORTUNITIES).where(
         or_(
-            OpportunityFact.opportunity_id.in_(list(opportunity_ids)),
-            OpportunityFact.lead_id.in_(list(lead_ids)),
+            _OPPORTUNITIES.c.opportunity_id.in_(list(opportunity_ids)),
+            _OPPORTUNITIES.c.lead_id.in_(list(lead_ids)),
         )
     )
-    return (await session.scalars(query)).all()
+    return [OpportunityRow(*row) for row in await (await session.connection()).execute(query)]
 
 
-def new_lead(session: AsyncSession, lead_id: str) -> LeadFact:
-    """A lead's facts before anything is known of it, to be inserted."""
-    row = LeadFact(lead_id=lead_id, source="", campaign_id="", downloads={})
-    session.add(row)
-    return row
+async def save_facts(
+    session: AsyncSession, kind: type[FactRow], new: Sequence[FactRow], changed: Sequence[FactRow]
+) -> None:
+    """Insert the `new` fact rows of `kind`, and write every column of the `changed` ones back.
 
-
-def new_opportunity(
-    session: AsyncSession, opportunity_id: str, lead_id: str, lead: LeadFact | None
-) -> OpportunityFact:
-    """An opportunity's facts, with its lead's source and campaign if the lead is known."""
-    row = OpportunityFact(
-        opportunity_id=opportunity_id,
-        lead_id=lead_id,
-        source=lead.source if lead else "",
-        campaign_id=lead.campaign_id if lead else "",
-    )
-    session.add(row)
-    return row
+    A new row that is there already (added meanwhile by a transaction that read before this
+    one's) makes the insert fail, and the batch is then applied again, rather than overwrite it."""
+    table, key = _FACT_TABLES[kind]
+    await insert_many(session, table, [fact_record(row) for row in new])
+    changed_rows = [fact_record(row) for row in changed]
+    await insert_many(session, table, changed_rows, update_conflicts_on=[key])
 
 
 async def add_totals(session: AsyncSession, delta: Contributions) -> None:
@@ -108,21 +93,20 @@ async def add_totals(session: AsyncSession, delta: Contributions) -> None:
         for k, v in sorted(delta.items())
         if v
     ]
-    if rows:
-        await session.execute(_statement(session, "totals"), rows)
+    key = ["day", "metric", "source", "campaign_id"]
+    await insert_many(session, _DAILY_TOTALS, rows, update_conflicts_on=key, adding=["value"])
 
 
 async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert reason rows (`ReasonFact` columns), in one statement; those already there stay."""
-    if rows:
-        await session.execute(_statement(session, "reasons"), rows)
+    await insert_many(session, _REASONS, rows, skip_conflicts_on=[])
 
 
 async def touch_days(session: AsyncSession, days: Collection[date]) -> None:
     """Move on the revision of each of `days` (in order: concurrent writers lock them alike)."""
-    if days:
-        rows = [{"day": day, "revision": 1} for day in sorted(days)]
-        await session.execute(_statement(session, "days"), rows)
+    rows = [{"day": day, "revision": 1} for day in sorted(days)]
+    key, counter = ["day"], ["revision"]
+    await insert_many(session, _DAY_REVISIONS, rows, update_conflicts_on=key, adding=counter)
 
 
 async def day_revisions(

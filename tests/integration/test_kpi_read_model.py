@@ -1,0 +1,102 @@
+"""The KPI read model's transactions on both databases: fact rows held in hand as plain rows,
+written back when they changed, and only then."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.kpi.app import SPEC as KPI
+from services.kpi.facts import Rules
+from services.kpi.handlers import first
+from services.kpi.ingest import ReadModel
+from services.kpi.models import DailyTotal, DayRevision, LeadRow, OpportunityFact
+from shared.db import create_engine, session_factory
+from shared.migrations import upgrade
+
+RULES = Rules(tz=ZoneInfo("Asia/Tokyo"), currency="JPY")
+LEAD, OPPORTUNITY = "lead-1", "opportunity-1"
+AT = datetime(2026, 3, 2, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sessions(database_url: Callable[[str], Any]) -> AsyncIterator[async_sessionmaker[Any]]:
+    engine = create_engine(await database_url("kpi"))
+    await upgrade(engine, "kpi", KPI.migrations)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def webinar(lead: LeadRow) -> None:
+    lead.source = "webinar"
+    first("captured_at", AT)(lead)
+
+
+async def in_one_transaction(
+    sessions: async_sessionmaker[AsyncSession], *changes: Callable[[ReadModel], Any]
+) -> None:
+    async with sessions() as session, session.begin():
+        model = ReadModel(session, RULES)
+        for change in changes:
+            await change(model)
+        await model.finish()
+
+
+async def test_a_row_read_again_stays_the_one_in_hand(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An opportunity changed, then read again with its lead, keeps its change; the lead's new
+    source reaches it too, and both are counted under that source."""
+    await in_one_transaction(
+        sessions,
+        lambda m: m.change_lead(LEAD, webinar),
+        lambda m: m.change_opportunity(OPPORTUNITY, LEAD, first("created_at", AT)),
+    )
+
+    def to_ads(lead: LeadRow) -> None:
+        lead.source = "ads"
+
+    await in_one_transaction(
+        sessions,  # the opportunity alone first: its lead is read after it
+        lambda m: m.change_opportunity(OPPORTUNITY, LEAD, first("lost_at", AT + timedelta(1))),
+        lambda m: m.change_lead(LEAD, to_ads),
+    )
+    async with sessions() as session:
+        opportunity = await session.get(OpportunityFact, OPPORTUNITY)
+        totals = (await session.execute(select(DailyTotal))).scalars().all()
+    assert opportunity is not None
+    assert (opportunity.source, opportunity.lost_at) == ("ads", AT + timedelta(1))
+    counted = {(t.metric, t.source): t.value for t in totals if t.value}
+    assert counted == {
+        ("leads_captured", "ads"): 1,
+        ("sqls", "ads"): 1,
+        ("deals_lost", "ads"): 1,
+    }
+
+
+async def test_a_change_that_changes_nothing_writes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A milestone known already at an earlier time: the row, the totals and the days'
+    revisions (what cached KPI results are checked against) stay as they were."""
+    await in_one_transaction(sessions, lambda m: m.change_lead(LEAD, webinar))
+    async with sessions() as session:
+        before = (await session.execute(select(DayRevision.day, DayRevision.revision))).all()
+    assert before
+
+    await in_one_transaction(
+        sessions, lambda m: m.change_lead(LEAD, first("captured_at", AT + timedelta(hours=1)))
+    )
+    async with sessions() as session:
+        after = (await session.execute(select(DayRevision.day, DayRevision.revision))).all()
+        totals = (await session.execute(select(DailyTotal.metric, DailyTotal.value))).all()
+    assert after == before
+    assert [tuple(t) for t in totals] == [("leads_captured", 1)]
