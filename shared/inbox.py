@@ -15,7 +15,7 @@ import base64
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -89,14 +89,24 @@ class _Parsed:
     data: EventData
 
 
-@contextlib.contextmanager
-def _logging_context(envelope: Envelope) -> Iterator[None]:
-    """Log lines written while handling `envelope` carry its id and journey."""
-    event_token = logs.event_id.set(envelope.event_id)
-    correlation_token = logs.correlation_id.set(envelope.correlationid)
-    try:
-        yield
-    finally:
+class _LoggingContext:
+    """Log lines written while handling `envelope` carry its id and journey (a class, not a
+    generator: it is entered once per event)."""
+
+    __slots__ = ("_envelope", "_tokens")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self._envelope = envelope
+
+    def __enter__(self) -> None:
+        envelope = self._envelope
+        self._tokens = (
+            logs.event_id.set(envelope.event_id),
+            logs.correlation_id.set(envelope.correlationid),
+        )
+
+    def __exit__(self, *_: object) -> None:
+        event_token, correlation_token = self._tokens
         logs.event_id.reset(event_token)
         logs.correlation_id.reset(correlation_token)
 
@@ -291,7 +301,7 @@ class InboxConsumer:
         if len(ready) > 1 and await self._apply_together(ready):
             return
         for parsed in ready:
-            with _logging_context(parsed.envelope):
+            with _LoggingContext(parsed.envelope):
                 await self._apply(parsed.message, parsed.envelope, parsed.handler, parsed.data)
 
     async def _parse(self, message: ConsumerRecord[bytes, bytes]) -> _Parsed | None:
@@ -327,7 +337,7 @@ class InboxConsumer:
                 work = await self._prepare(session, [(p.envelope, p.data) for p in fresh])
                 for parsed in fresh:
                     envelope = parsed.envelope
-                    with _logging_context(envelope):
+                    with _LoggingContext(envelope):
                         await parsed.handler(self._context(session, envelope, work), parsed.data)
                     outcomes[envelope.type, "handled"] += 1
                 if work is not None:

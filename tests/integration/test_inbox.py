@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from baton.broker import EmbeddedBroker
 from services.inside_sales.app import create_app as create_inside_sales
 from services.inside_sales.models import QueueItem
+from shared import logs
 from shared.bus import ensure_topics
 from shared.db import PlumbingBase, create_engine, session_factory
 from shared.events import CONTENT_TYPE, Envelope, EventData, LeadQualified, new_event
@@ -252,6 +253,11 @@ class AppliedLeads:
 async def apply_unless_poison(ctx: EventContext, event: LeadQualified) -> None:
     if event.name == "Poison":
         raise RuntimeError("a handler that always fails on this event")
+    # What it logs carries the event's id and journey (else it fails, and the event is lost).
+    assert (logs.event_id.get(), logs.correlation_id.get()) == (
+        ctx.envelope.event_id,
+        ctx.envelope.correlationid,
+    )
     assert isinstance(ctx.work, AppliedLeads)
     ctx.work.leads.append(str(event.lead_id))
 
