@@ -10,7 +10,7 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import AuthError, Principal
@@ -19,7 +19,6 @@ from shared.outbox import Outbox
 from shared.problems import Problem
 from shared.runtime import Runtime
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT from `baton token --scope ...`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -63,17 +62,15 @@ async def get_outbox(request: Request) -> Outbox:
 
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-
-async def authenticate(
-    runtime: Runtime, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
-    """The caller, from its bearer token (401 when there is none or it is bad)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
+    """The caller, from the bearer token of an `Authorization` header (401 when there is none
+    or it is bad)."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not token:
         raise Problem(401, "a bearer token is required", headers=_CHALLENGE, type="unauthorized")
     try:
-        return await runtime.verifier.verify(credentials.credentials)
+        return await runtime.verifier.verify(token)
     except AuthError as exc:
         raise Problem(401, str(exc), headers=_CHALLENGE, type="unauthorized") from exc
 
@@ -86,10 +83,14 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """The door of a `/v1` route, a dependency every one of them has (the app factory sees to it):
     the request goes through only if its bearer token is good (else 401) and carries `scope` or
     admin (else 403), and then only if it holds no text a database cannot store (422, see
-    `refuse_nul_text`). Its value is the caller."""
+    `refuse_nul_text`). Its value is the caller.
 
-    async def check(request: Request, credentials: BearerDep) -> Principal:
-        principal = await authenticate(runtime_of(request), credentials)
+    The token is read from the request here rather than through FastAPI's `HTTPBearer`, a
+    dependency of its own solved on every request; the OpenAPI document declares the scheme
+    on every `/v1` operation instead (`shared.openapi.BEARER`)."""
+
+    async def check(request: Request) -> Principal:
+        principal = await authenticate(runtime_of(request), request.headers.get("authorization"))
         if not principal.allows(scope):
             raise Problem(403, f"the token lacks the scope {scope!r}", type="forbidden")
         await refuse_nul_text(request)

@@ -4,7 +4,8 @@ FastAPI documents only the 422 of request validation, as `application/json` with
 The services answer every error as `application/problem+json` (shared.problems), and a few
 errors come from the shared layers rather than the route: the bearer token (401, 403), the body
 limit (413), the Idempotency-Key (400, 409, 422), a service still starting (503). This module
-rewrites the generated document so clients and contract tests see what is really answered.
+rewrites the generated document so clients and contract tests see what is really answered, and
+declares the bearer token every `/v1` operation asks for (checked by `shared.http.require`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.problems import PROBLEM_JSON
@@ -20,6 +23,8 @@ from shared.problems import PROBLEM_JSON
 WRITES = frozenset({"post", "put", "patch", "delete"})
 METHODS = WRITES | {"get", "head", "options"}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# The security scheme of every /v1 operation, as FastAPI would document an HTTPBearer dependency.
+BEARER = HTTPBearer(description="A JWT from `baton token --scope ...`")
 
 
 class FieldProblem(BaseModel):
@@ -60,18 +65,24 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int
 
 
 def document_problems(document: dict[str, Any]) -> dict[str, Any]:
-    """Declare every error response of `document` as problem+json (in place; returned)."""
+    """Declare every error response of `document` as problem+json, and the bearer token of
+    every `/v1` operation (in place; returned)."""
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             if method not in METHODS:
                 continue
+            if path.startswith("/v1"):
+                operation["security"] = [{BEARER.scheme_name: []}]
             responses = operation.setdefault("responses", {})
             for status in sorted(error_statuses(path, method, operation)):
                 responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    components = document.setdefault("components", {})
+    bearer = jsonable_encoder(BEARER.model, by_alias=True, exclude_none=True)
+    components.setdefault("securitySchemes", {})[BEARER.scheme_name] = bearer
+    schemas = components.setdefault("schemas", {})
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem

@@ -84,6 +84,16 @@ async def test_auth(marketing: httpx.AsyncClient) -> None:
     )
     assert bad.status_code == 401
 
+    good = mint_token(TEST_SECRET, subject="t", scopes=["marketing:write"])
+    for header in (f"Basic {good}", "Bearer", good, ""):
+        refused = await marketing.post("/v1/leads", json=body(), headers={"Authorization": header})
+        assert refused.status_code == 401, header
+        assert refused.json()["detail"] == "a bearer token is required"
+    either_case = await marketing.post(
+        "/v1/leads", json=body(), headers={"Authorization": f"bearer  {good}"}
+    )
+    assert either_case.status_code == 201, either_case.text
+
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_every_v1_route_requires_a_token_and_a_scope(
