@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -104,14 +105,39 @@ async def topic_tail(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsum
         await consumer.stop()
 
 
-async def read_events(consumer: AIOKafkaConsumer, seconds: float) -> list[tuple[Any, Any]]:
-    """(record, decoded envelope) of everything that arrives within `seconds`."""
+async def read_events(
+    consumer: AIOKafkaConsumer,
+    *types: str,
+    where: Callable[[Any], bool] = lambda envelope: True,
+    settle: float = 1.0,
+    timeout: float = 20.0,
+) -> list[tuple[Any, Any]]:
+    """(record, decoded envelope) of everything read until each of `types` has come (as often as
+    it is named) among the envelopes that match `where`, and for `settle` seconds after, so that
+    an event sent once too often, or one that should not have been, can show. Fails if `types`
+    have not all come within `timeout` seconds: a slow machine waits longer, never too little.
+    """
+    wanted = Counter(types)
     found: list[tuple[Any, Any]] = []
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        for records in (await consumer.getmany(timeout_ms=200)).values():
-            found.extend((r, orjson.loads(r.value)) for r in records)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def missing() -> Counter[str]:
+        return wanted - Counter(e["type"] for _, e in found if where(e))
+
+    while missing():
+        if loop.time() >= deadline:
+            raise AssertionError(f"not read within {timeout} s: {dict(missing())}")
+        await _read_into(found, consumer)
+    settled = loop.time() + settle
+    while loop.time() < settled:
+        await _read_into(found, consumer)
     return found
+
+
+async def _read_into(found: list[tuple[Any, Any]], consumer: AIOKafkaConsumer) -> None:
+    for records in (await consumer.getmany(timeout_ms=200)).values():
+        found.extend((r, orjson.loads(r.value)) for r in records)
 
 
 async def publish(bootstrap: str, topic: str, *envelopes: Any) -> None:

@@ -106,7 +106,7 @@ async def test_deal_won_twice_is_one_account(
                 f"/v1/accounts/{account['id']}/onboarding/{step}", json={}, headers=RW
             )
             assert done.status_code == 200, done.text
-        events = await read_events(consumer, 1.5)
+        events = await read_events(consumer, "baton.CustomerOnboarded.v1", settle=1.5)
     onboarded = [e for _, e in events if e["type"] == "baton.CustomerOnboarded.v1"]
     assert len(onboarded) == 1 and onboarded[0]["data"]["lead_id"] == won.data["lead_id"]
     missing = await customer_success.post(
@@ -137,7 +137,12 @@ async def test_one_churn_risk_per_drop_into_red(
         assert (await usage(GOOD, 90))["band"] == "green"  # recovered
         again = await usage(BAD, 120)
         assert again["churn_risk"] is True
-        events = await read_events(consumer, 2.0)
+        events = await read_events(
+            consumer,
+            *["baton.ChurnRisk.v1"] * 2,
+            *["baton.HealthScoreChanged.v1"] * 4,
+            where=lambda e: e["subject"] == account["id"],
+        )
     mine = [e for _, e in events if e["subject"] == account["id"]]
     risks = [e for e in mine if e["type"] == "baton.ChurnRisk.v1"]
     assert len(risks) == 2
@@ -195,7 +200,15 @@ async def test_revenue_nps_feedback_and_churn(
             f"{url}/upsells", json={"mrr_delta": 1, "product": "x"}, headers=RW
         )
         assert more.status_code == 409
-        events = await read_events(consumer, 1.5)
+        events = await read_events(
+            consumer,
+            "baton.NpsRecorded.v1",
+            "baton.UpsellWon.v1",
+            "baton.ContractRenewed.v1",
+            "baton.CustomerChurned.v1",
+            "baton.CustomerFeedbackShared.v1",
+            where=lambda e: e["subject"] == account["id"],
+        )
     mine = {e["type"]: e for _, e in events if e["subject"] == account["id"]}
     assert mine["baton.NpsRecorded.v1"]["data"]["score"] == 9
     assert mine["baton.UpsellWon.v1"]["data"] == {

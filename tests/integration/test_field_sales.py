@@ -117,7 +117,12 @@ async def test_sql_delivered_twice_is_one_opportunity_and_win_emits_deal_won(
         assert won.status_code == 200, won.text
         again = await field_sales.post(f"{url}/win", json=win, headers=RW)
         assert again.status_code == 409
-        events = await read_events(consumer, 2.0)
+        events = await read_events(
+            consumer,
+            "baton.DealWon.v1",
+            where=lambda e: e["subject"] == opportunity_id,
+            settle=1.5,
+        )
     deals = [
         (r, e)
         for r, e in events
@@ -161,7 +166,12 @@ async def test_unaccepted_backdated_opportunity_is_neglected_once(
             return found and found["neglected_at"]
 
         assert await eventually(neglected) == "2026-03-04T09:00:00Z"
-        events = await read_events(consumer, 1.5)  # more sweeps run meanwhile
+        events = await read_events(  # more sweeps run meanwhile
+            consumer,
+            "baton.OpportunityNeglected.v1",
+            where=lambda e: e["subject"] == opportunity_id,
+            settle=1.5,
+        )
     mine = [e for _, e in events if e["subject"] == opportunity_id]
     assert [e["type"] for e in mine] == ["baton.OpportunityNeglected.v1"]
     assert datetime.fromisoformat(mine[0]["time"]) == datetime(2026, 3, 4, 9, tzinfo=UTC)

@@ -69,12 +69,16 @@ def tail(bootstrap: str) -> Any:
     return topic_tail(bootstrap, "baton.inside_sales")
 
 
-async def events_for(consumer: AIOKafkaConsumer, lead_id: str, seconds: float) -> list[Any]:
-    return [
-        (r, e)
-        for r, e in await read_events(consumer, seconds)
-        if e["data"].get("lead_id") == lead_id
-    ]
+async def events_for(
+    consumer: AIOKafkaConsumer, lead_id: str, *types: str, settle: float = 1.0
+) -> list[Any]:
+    """The events about `lead_id`, read until `types` have come (`read_events`)."""
+
+    def about(envelope: Any) -> bool:
+        return bool(envelope["data"].get("lead_id") == lead_id)
+
+    events = await read_events(consumer, *types, where=about, settle=settle)
+    return [(r, e) for r, e in events if about(e)]
 
 
 async def queued(client: httpx.AsyncClient, lead_id: str) -> dict[str, Any] | None:
@@ -96,7 +100,7 @@ async def test_mql_delivered_twice_is_one_queue_item(
         await publish(broker.bootstrap, "baton.marketing", first, first, second)
         item = await eventually(lambda: queued(inside_sales, lead_id))
         await eventually(lambda: queued(inside_sales, str(second.data["lead_id"])))
-        accepted = await events_for(consumer, lead_id, 1.5)
+        accepted = await events_for(consumer, lead_id, "baton.LeadAccepted.v1", settle=1.5)
     assert item["respond_by"] == (qualified_at + timedelta(hours=24)).isoformat().replace(
         "+00:00", "Z"
     )
@@ -158,7 +162,9 @@ async def test_touch_then_qualify_creates_one_opportunity(
             headers=RW,
         )
         assert late_touch.status_code == 409
-        events = await events_for(consumer, lead_id, 2.0)
+        events = await events_for(
+            consumer, lead_id, "baton.LeadContacted.v1", "baton.OpportunityCreated.v1"
+        )
     # (LeadAccepted came before the tail; the embedded broker may hand its batch back)
     events = [(r, e) for r, e in events if e["type"] != "baton.LeadAccepted.v1"]
     types = sorted(e["type"] for _, e in events)  # two aggregates: no order between them
@@ -197,7 +203,9 @@ async def test_backdated_mql_without_touch_breaches_once(
             return item and item["sla_breached_at"]
 
         breached = await eventually(is_breached)
-        events = await events_for(consumer, lead_id, 2.0)  # a few more sweeps run meanwhile
+        events = await events_for(  # a few more sweeps run meanwhile
+            consumer, lead_id, "baton.LeadResponseSlaBreached.v1", settle=2.0
+        )
     assert breached == "2026-02-03T09:00:00Z"
     kinds = [e["type"] for _, e in events]
     assert kinds.count("baton.LeadResponseSlaBreached.v1") == 1
