@@ -93,11 +93,14 @@ class ReadModel:
         """Load the facts of the leads and opportunities `events` name, in two queries."""
         lead_ids, opportunity_ids = set(), set()
         for envelope, data in events:
-            lead_id = getattr(data, "lead_id", None)
+            # The data's fields by name (not getattr: a model without the field raises, and
+            # pydantic's lookup before it does costs more than the rest of this loop).
+            named = data.__dict__
+            lead_id = named.get("lead_id")
             lead = str(lead_id) if lead_id is not None else journey_lead(envelope)
             if lead is not None:
                 lead_ids.add(lead)
-            if (opportunity_id := getattr(data, "opportunity_id", None)) is not None:
+            if (opportunity_id := named.get("opportunity_id")) is not None:
                 opportunity_ids.add(str(opportunity_id))
         await self._load(lead_ids, opportunity_ids)
 

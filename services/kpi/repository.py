@@ -44,12 +44,23 @@ _FACT_TABLES: dict[type[FactRow], tuple[Table, str]] = {
 }
 
 
+# The ingest's loads, built once: the ids are bound as lists when executed (building an IN of
+# hundreds of literal ids anew costs more than running it).
+_LEADS_AMONG = select(_LEADS).where(_LEADS.c.lead_id.in_(bindparam("ids", expanding=True)))
+_OPPORTUNITIES_AMONG = select(_OPPORTUNITIES).where(
+    or_(
+        _OPPORTUNITIES.c.opportunity_id.in_(bindparam("ids", expanding=True)),
+        _OPPORTUNITIES.c.lead_id.in_(bindparam("lead_ids", expanding=True)),
+    )
+)
+
+
 async def leads(session: AsyncSession, lead_ids: Collection[str]) -> list[LeadRow]:
     """The facts of those of `lead_ids` that are known."""
     if not lead_ids:
         return []
-    query = select(_LEADS).where(_LEADS.c.lead_id.in_(list(lead_ids)))
-    return [LeadRow(*row) for row in await (await session.connection()).execute(query)]
+    rows = await (await session.connection()).execute(_LEADS_AMONG, {"ids": list(lead_ids)})
+    return [LeadRow(*row) for row in rows]
 
 
 async def opportunities(
@@ -58,13 +69,9 @@ async def opportunities(
     """The known opportunities among `opportunity_ids` and those of the leads `lead_ids`."""
     if not opportunity_ids and not lead_ids:
         return []
-    query = select(_OPPORTUNITIES).where(
-        or_(
-            _OPPORTUNITIES.c.opportunity_id.in_(list(opportunity_ids)),
-            _OPPORTUNITIES.c.lead_id.in_(list(lead_ids)),
-        )
-    )
-    return [OpportunityRow(*row) for row in await (await session.connection()).execute(query)]
+    ids = {"ids": list(opportunity_ids), "lead_ids": list(lead_ids)}
+    rows = await (await session.connection()).execute(_OPPORTUNITIES_AMONG, ids)
+    return [OpportunityRow(*row) for row in rows]
 
 
 async def save_facts(

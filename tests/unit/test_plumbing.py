@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 
 from services import settings_class
 from shared.auth import AuthError, Principal, TokenVerifier, mint_token
+from shared.db import UTCDateTime
 from shared.outbox import lane_of
 from shared.problems import field_name
 from shared.settings import ensure_secret_file
@@ -107,3 +112,22 @@ def test_problem_field_names() -> None:
     assert field_name(("query", "limit")) == "limit"
     assert field_name(("body",)) == "body"
     assert field_name(("body", "items", 3, "amount")) == "items.3.amount"
+
+
+def test_a_time_goes_into_sqlite_as_the_text_sqlalchemy_makes_of_it_in_utc() -> None:
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    sqlalchemys = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    times = [
+        datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 9, 30, tzinfo=UTC),  # no fraction: still six digits
+        TypeAdapter(datetime).validate_python("2026-03-01T09:30:05.5Z"),  # pydantic's UTC
+        datetime(2026, 3, 1, 18, 30, 5, tzinfo=timezone(timedelta(hours=9))),
+        datetime(2026, 1, 15, 9, 30, tzinfo=ZoneInfo("Europe/London")),  # +00:00, not UTC
+        datetime(2026, 7, 15, 9, 30, tzinfo=ZoneInfo("Europe/London")),  # +01:00
+    ]
+    for at in times:
+        assert ours(at) == sqlalchemys(at.astimezone(UTC).replace(tzinfo=None)), at
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive datetimes"):
+        ours(datetime(2026, 3, 1, 9, 30))
