@@ -39,6 +39,9 @@ def test_service_settings_read_their_own_variables(
     assert marketing.database_url == f"sqlite+aiosqlite:///{(tmp_path / 'marketing.db').resolve()}"
     assert marketing.topic == "baton.marketing"
     assert marketing.group_id == "baton.marketing"
+    assert (kpi.consumer_batch_size, marketing.consumer_batch_size) == (2000, 500)
+    monkeypatch.setenv("BATON_CONSUMER_BATCH_SIZE", "100")
+    assert settings_class("kpi")().consumer_batch_size == 100
     with pytest.raises(KeyError):
         settings_class("sales")
 
