@@ -89,6 +89,28 @@ class _Parsed:
     data: EventData
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A message that is not an event, or whose data does not match its type: for the DLQ."""
+
+    message: ConsumerRecord[bytes, bytes]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Ignored:
+    """An event of a type this service has no handler for."""
+
+    event_type: str
+
+
+_Read = _Parsed | _Unreadable | _Ignored
+
+# Messages read between two chances for the event loop to run something else (such as the
+# transaction waiting on the database while the next partition's messages are read).
+_READ_SLICE = 100
+
+
 class _LoggingContext:
     """Log lines written while handling `envelope` carry its id and journey (a class, not a
     generator: it is entered once per event)."""
@@ -245,12 +267,7 @@ class InboxConsumer:
             )
             if consumer.assignment():
                 self.assigned.set()
-            for tp, messages in batch.items():
-                async with self._lock:
-                    if tp not in consumer.assignment():
-                        continue  # revoked during this batch: the new owner takes the rest
-                    await self._handle_batch(messages)
-                    self._done[tp] = self._positions[tp] = messages[-1].offset + 1
+            await self._handle_fetch(consumer, list(batch.items()))
             await self._commit(consumer)
             for tp in consumer.assignment():
                 if tp not in batch:  # nothing new: the position is where the group left off
@@ -294,32 +311,68 @@ class InboxConsumer:
                     max(end - position, 0)
                 )
 
-    async def _handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _handle_fetch(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]],
+    ) -> None:
+        """Apply each partition's messages of a fetch, in turn; the next partition's messages are
+        read (parsed and validated) while this one's transaction waits on the database."""
+        reading: asyncio.Task[list[_Read]] | None = None
+        try:
+            for index, (tp, messages) in enumerate(partitions):
+                read = await reading if reading is not None else await self._read(messages)
+                reading = None
+                if index + 1 < len(partitions):
+                    reading = asyncio.create_task(self._read(partitions[index + 1][1]))
+                async with self._lock:
+                    if tp not in consumer.assignment():
+                        continue  # revoked during this batch: the new owner takes the rest
+                    await self._handle_batch(read)
+                    self._done[tp] = self._positions[tp] = messages[-1].offset + 1
+        finally:
+            if reading is not None:
+                reading.cancel()
+
+    async def _handle_batch(self, read: list[_Read]) -> None:
         """Apply a partition's batch in one transaction; if any event fails in it, apply them
-        one by one (so that only the failing one retries and, at last, goes to the DLQ)."""
-        ready = [parsed for m in messages if (parsed := await self._parse(m)) is not None]
+        one by one (so that only the failing one retries and, at last, goes to the DLQ). The
+        messages that cannot be read go to the DLQ; events with no handler are counted."""
+        ready = []
+        for item in read:
+            if isinstance(item, _Parsed):
+                ready.append(item)
+            elif isinstance(item, _Unreadable):
+                await self._dead_letter(item.message, item.error, "unparseable")
+            else:
+                self._count(item.event_type, "ignored")
         if len(ready) > 1 and await self._apply_together(ready):
             return
         for parsed in ready:
             with _LoggingContext(parsed.envelope):
                 await self._apply(parsed.message, parsed.envelope, parsed.handler, parsed.data)
 
-    async def _parse(self, message: ConsumerRecord[bytes, bytes]) -> _Parsed | None:
-        """The event to apply; None when it went to the DLQ or has no handler here."""
+    async def _read(self, messages: list[ConsumerRecord[bytes, bytes]]) -> list[_Read]:
+        """Each message read, letting the event loop run something else every few of them."""
+        read = []
+        for start in range(0, len(messages), _READ_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            read += [self._read_one(m) for m in messages[start : start + _READ_SLICE]]
+        return read
+
+    def _read_one(self, message: ConsumerRecord[bytes, bytes]) -> _Read:
         try:
             envelope = parse_envelope(message.value or b"")
         except EventParseError as exc:
-            await self._dead_letter(message, f"unparseable event: {exc}", "unparseable")
-            return None
+            return _Unreadable(message, f"unparseable event: {exc}")
         handler = self._handlers.get(envelope.type)
         if handler is None:
-            self._count(envelope.type, "ignored")
-            return None
+            return _Ignored(envelope.type)
         try:
             data = decode(envelope)
         except EventParseError as exc:
-            await self._dead_letter(message, f"invalid event data: {exc}", "unparseable")
-            return None
+            return _Unreadable(message, f"invalid event data: {exc}")
         return _Parsed(message, envelope, handler, data)
 
     async def _apply_together(self, ready: list[_Parsed]) -> bool:

@@ -278,14 +278,20 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
         await connection.run_sync(_TestBase.metadata.create_all)
     first, second, third, fourth, fifth = (mql() for _ in range(5))
     poison = mql().model_copy(update={"data": {**mql().data, "name": "Poison"}})
-    # Each partition's events are there before the consumer starts: one batch each.
-    backlog = {0: [first, second, first, third], 1: [fourth, poison, fifth]}
+    unhandled = mql().model_copy(update={"type": "baton.LeadEngaged.v1"})
+    marker = uuid.uuid4().hex
+    # Each partition's events are there before the consumer starts: one batch each, in one
+    # fetch, the second partition's read while the first's transaction is written.
+    garbage_bytes = f"not json {marker}".encode()
+    backlog = {
+        0: [first, second, first, third],
+        1: [fourth, poison, garbage_bytes, unhandled, fifth],
+    }
     async with producer(own_broker.bootstrap) as plain:
         for partition, events in backlog.items():
             for event in events:
-                await plain.send_and_wait(
-                    "baton.marketing", event.to_json(), key=b"k", partition=partition
-                )
+                value = event if isinstance(event, bytes) else event.to_json()
+                await plain.send_and_wait("baton.marketing", value, key=b"k", partition=partition)
     prepared: list[list[str]] = []
     metrics = ServiceMetrics("inside_sales")
     consumer = InboxConsumer(
@@ -304,7 +310,7 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     await dlq.start()
     consumer.start()
     try:
-        dead = await _read_dlq(dlq, {str(poison.id)})
+        dead = await _read_dlq(dlq, {str(poison.id), marker})
         applied_query = select(func.count()).select_from(Applied)
         await eventually(lambda: _equals(settings, applied_query, 5))
     finally:
@@ -322,8 +328,10 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     assert [str(e.data["lead_id"]) for e in (first, second, third)] in prepared
     assert [str(e.data["lead_id"]) for e in (fourth, poison, fifth)] in prepared  # rolled back
     assert [str(fourth.data["lead_id"])] in prepared and [str(fifth.data["lead_id"])] in prepared
-    assert dead[0]["kind"] == "failed"
-    duplicates = metrics.registry.get_sample_value(
-        "baton_events_handled_total", {"type": "baton.LeadQualified.v1", "outcome": "duplicate"}
-    )
-    assert duplicates == 1
+    failed = next(d for d in dead if str(poison.id) in d["payload"])
+    garbage = next(d for d in dead if marker in d["payload"])
+    assert (failed["kind"], garbage["kind"], garbage["partition"]) == ("failed", "unparseable", 1)
+    handled = "baton_events_handled_total"
+    sample = metrics.registry.get_sample_value
+    assert sample(handled, {"type": "baton.LeadQualified.v1", "outcome": "duplicate"}) == 1
+    assert sample(handled, {"type": "baton.LeadEngaged.v1", "outcome": "ignored"}) == 1
