@@ -42,6 +42,13 @@ _SQLITE_DATETIME_FORMAT = (
 )
 
 
+def _aware(value: datetime) -> datetime:
+    """`value`, refused if it has no time zone."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; give a time zone")
+    return value
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware datetime stored as UTC; SQLite hands it back aware too."""
 
@@ -51,11 +58,9 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; give a time zone")
         if dialect.name == "sqlite":
-            return value.astimezone(UTC).replace(tzinfo=None)
-        return value  # asyncpg sends an aware time as UTC itself
+            return _aware(value).astimezone(UTC).replace(tzinfo=None)
+        return _aware(value)  # asyncpg sends an aware time as UTC itself
 
     def bind_processor(self, dialect: Any) -> Any:
         if dialect.name != "sqlite":
@@ -73,9 +78,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             text = value.isoformat(" ", "microseconds")
             if text.endswith("+00:00"):
                 return text[:-6]
-            if value.tzinfo is None:
-                raise ValueError("naive datetimes are not stored; give a time zone")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _aware(value).astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
         return process
 
