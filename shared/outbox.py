@@ -88,8 +88,15 @@ class OutboxRow(PlumbingBase):
 
 # Bulk inserts go to the table itself: Core skips the ORM's bookkeeping for each row.
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-# What the relay reads of a pending row to publish it.
-_SENT = (OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.event_type, OutboxRow.payload)
+# What the relay reads of a pending row to publish it (and its lane, to read on after it).
+_SENT = (
+    OutboxRow.id,
+    OutboxRow.lane,
+    OutboxRow.topic,
+    OutboxRow.key,
+    OutboxRow.event_type,
+    OutboxRow.payload,
+)
 
 
 def lane_lock_class(service: str) -> int:
@@ -306,10 +313,15 @@ _PENDING_IN_LANES = text(
 
 @functools.cache
 def _pending_in_every_lane(lanes: int, batch: int) -> Any:
-    """Each of `lanes` lanes' first `batch` pending rows, one index range scan each."""
+    """Each of `lanes` lanes' first `batch` pending rows after the id bound as `after<lane>`, one
+    index range scan each."""
     per_lane = [
         select(*_SENT)
-        .where(OutboxRow.published_at.is_(None), OutboxRow.lane == lane)
+        .where(
+            OutboxRow.published_at.is_(None),
+            OutboxRow.lane == lane,
+            OutboxRow.id > bindparam(f"after{lane}"),
+        )
         .order_by(OutboxRow.id)
         .limit(batch)
         .subquery()
@@ -416,50 +428,99 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _publish(self, producer: AIOKafkaProducer) -> int:
-        """One pass; on PostgreSQL two side by side, each on the lanes it could lock (up to
-        half of them), so that one's database work overlaps the other's wait for the broker."""
+        """Publish pending rows; return how many were published (none: nothing was pending)."""
         if not self._postgres:
-            return await self.publish_batch(producer)
+            return await self._publish_in_turn(producer)
+        # Two passes side by side, each on the lanes it could lock (up to half of them), so that
+        # one's database work overlaps the other's wait for the broker.
         async with asyncio.TaskGroup() as passes:  # a failure cancels the other pass
-            both = [passes.create_task(self.publish_batch(producer)) for _ in range(2)]
+            both = [passes.create_task(self._publish_claimed(producer)) for _ in range(2)]
         return sum(task.result() for task in both)
 
-    async def publish_batch(self, producer: AIOKafkaProducer) -> int:
-        """Publish up to a batch of pending rows per lane; return how many were published."""
-        if self._postgres:
-            # The lane locks last until the rows are marked: replicas never overlap.
-            async with self._sessions() as session, session.begin():
-                rows = await self._pending(session, await self._claim_lanes(session))
-                if rows:
-                    await send_rows(producer, rows, self._send_timeout_s)
-                    await self._mark_published(session, rows)
-        else:
-            # SQLite has one writer: read (without taking its write lock), then send without
-            # holding it, so that requests keep committing while a send waits on a slow or
-            # absent broker.
-            async with self._sessions() as session:
-                await read_only(session)
-                rows = await self._pending(session, list(range(self._settings.outbox_lanes)))
+    async def _publish_claimed(self, producer: AIOKafkaProducer) -> int:
+        """PostgreSQL: one pass over the lanes it can lock, up to a batch of rows per lane. The
+        lane locks last until the rows are marked: replicas never overlap."""
+        async with self._sessions() as session, session.begin():
+            rows = await self._pending(session, await self._claim_lanes(session))
             if rows:
                 await send_rows(producer, rows, self._send_timeout_s)
-                async with self._sessions() as session, session.begin():
-                    await self._mark_published(session, rows)
-        if rows and self._metrics is not None:
-            self._metrics.outbox_published.inc(len(rows))
+                await self._mark_published(session, rows)
+        self._count(rows)
         return len(rows)
 
-    async def _pending(self, session: AsyncSession, lanes: list[int]) -> list[Row[Any]]:
+    async def _publish_in_turn(self, producer: AIOKafkaProducer) -> int:
+        """SQLite: passes of up to a batch of rows per lane, one after the other until nothing is
+        pending (or for about a second, so that the gauges keep up), the database's work
+        overlapping the broker's: while a pass is sent, the next one is read (each lane's rows
+        after this pass's) and the one before is marked published.
+
+        A pass is sent only once the one before it is acknowledged, and marked only once it is
+        acknowledged itself. A failure stops the passes in flight: every row not yet marked stays
+        pending, to be sent again in order. SQLite has one writer, so a row committed later has
+        a higher id than any already visible: reading on after a pass's last id per lane misses
+        none. The reads take no write lock, and the sends hold none: requests keep committing
+        while a send waits on a slow or absent broker.
+        """
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        after = [0] * self._settings.outbox_lanes
+        rows = await self._read_pending(after)
+        sent: list[Row[Any]] = []
+        published = 0
+        while rows:
+            for row in rows:  # in id order
+                after[row.lane] = row.id
+            # Each step runs to its end (a send's has a timeout): a mark is not cut off halfway.
+            outcomes = await asyncio.gather(
+                send_rows(producer, rows, self._send_timeout_s),
+                self._mark_in_transaction(sent),
+                self._read_pending(after if loop.time() < until else None),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            published += len(sent)
+            sent, rows = rows, outcomes[2]
+        await self._mark_in_transaction(sent)
+        return published + len(sent)
+
+    async def _read_pending(self, after: list[int] | None) -> list[Row[Any]]:
+        """SQLite: up to a batch of each lane's oldest pending rows after `after[lane]` (none if
+        `after` is None)."""
+        if after is None:
+            return []
+        async with self._sessions() as session:
+            await read_only(session)
+            return await self._pending(session, list(range(len(after))), after)
+
+    async def _mark_in_transaction(self, rows: Sequence[Row[Any]]) -> None:
+        if not rows:
+            return
+        async with self._sessions() as session, session.begin():
+            await self._mark_published(session, rows)
+        self._count(rows)
+
+    def _count(self, rows: Sequence[Row[Any]]) -> None:
+        if rows and self._metrics is not None:
+            self._metrics.outbox_published.inc(len(rows))
+
+    async def _pending(
+        self, session: AsyncSession, lanes: list[int], after: list[int] | None = None
+    ) -> list[Row[Any]]:
         """Up to a batch of each lane's oldest pending rows (a per-lane prefix), in id order.
 
-        One index range scan per lane (`ix_outbox_pending`), with no sort of the backlog.
+        One index range scan per lane (`ix_outbox_pending`), with no sort of the backlog. On
+        SQLite every lane is read, each after the id `after[lane]`.
         """
         if not lanes:
             return []
         batch = self._settings.outbox_batch_size
         if self._postgres:
             query, params = _PENDING_IN_LANES, {"lanes": lanes, "batch": batch}
-        else:  # every lane, each pass: the statement is built once (building it costs ~1.7 ms)
-            query, params = _pending_in_every_lane(len(lanes), batch), {}
+        else:  # the statement is built once (building it costs ~1.7 ms)
+            query = _pending_in_every_lane(len(lanes), batch)
+            params = {f"after{lane}": bound for lane, bound in enumerate(after or [0] * len(lanes))}
         rows = list((await session.execute(query, params)).all())
         rows.sort(key=lambda row: row.id)
         return rows

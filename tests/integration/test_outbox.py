@@ -119,24 +119,7 @@ async def test_two_relays_on_one_postgres_database(
     engine = create_engine(url)
     await upgrade(engine, "marketing", MARKETING.migrations)
     keys = [str(uuid.uuid4()) for _ in range(40)]
-    now = datetime.now(UTC)
-    async with session_factory(engine)() as session, session.begin():
-        for seq in range(50):
-            for key in keys:
-                event_id = str(uuid.uuid4())
-                payload = {"id": event_id, "key": key, "seq": seq}
-                session.add(
-                    OutboxRow(
-                        event_id=event_id,
-                        event_type="baton.Test.v1",
-                        topic=topic,
-                        key=key,
-                        lane=lane_of(key, settings.outbox_lanes),
-                        payload=orjson.dumps(payload).decode(),
-                        occurred_at=now,
-                        created_at=now,
-                    )
-                )
+    await add_test_rows(session_factory(engine), topic, keys, range(50), settings.outbox_lanes)
     held = set(range(4))  # another replica is busy with lanes 0-3: both relays must skip them
     blocked = sum(1 for key in keys if lane_of(key, settings.outbox_lanes) in held) * 50
     relays = []
@@ -172,6 +155,73 @@ async def test_two_relays_on_one_postgres_database(
     assert all(seqs == list(range(50)) for seqs in by_key.values())
     assert await pending_count(engine) == 0
     await engine.dispose()
+
+
+async def test_sqlite_relay_reads_the_next_pass_while_it_sends(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """On SQLite a pass is read while the one before is sent, and marked while the next is: with
+    passes of 4 x 10 rows, 1,000 rows written before the relay starts and 1,000 more committed
+    while it runs each arrive once, every key's in order, and none is left pending."""
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
+    settings = make_settings(
+        "marketing",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+        outbox_batch_size=10,
+        outbox_lanes=4,
+    )
+    engine = create_engine(settings.db_url)
+    await upgrade(engine, "marketing", MARKETING.migrations)
+    sessions = session_factory(engine)
+    keys = [str(uuid.uuid4()) for _ in range(20)]
+    await add_test_rows(sessions, topic, keys, range(50), settings.outbox_lanes)
+    relay = OutboxRelay(settings, sessions)
+    relay.start()
+    try:
+        for first in range(50, 100, 5):  # while the relay works through the backlog
+            await add_test_rows(
+                sessions, topic, keys, range(first, first + 5), settings.outbox_lanes
+            )
+            await asyncio.sleep(0.02)
+        messages = await read_topic(broker.bootstrap, topic, expected=2000)
+    finally:
+        await relay.stop()
+    payloads = [orjson.loads(m.value) for m in messages]
+    assert len(payloads) == 2000
+    assert len({p["id"] for p in payloads}) == 2000
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for p in payloads:
+        by_key[p["key"]].append(p["seq"])
+    assert all(seqs == list(range(100)) for seqs in by_key.values())
+    assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
+async def add_test_rows(
+    sessions: Any, topic: str, keys: list[str], seqs: range, lanes: int
+) -> None:
+    """One transaction of pending rows: for each of `seqs`, one per key (payload: id, key, seq)."""
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        for seq in seqs:
+            for key in keys:
+                event_id = str(uuid.uuid4())
+                payload = {"id": event_id, "key": key, "seq": seq}
+                session.add(
+                    OutboxRow(
+                        event_id=event_id,
+                        event_type="baton.Test.v1",
+                        topic=topic,
+                        key=key,
+                        lane=lane_of(key, lanes),
+                        payload=orjson.dumps(payload).decode(),
+                        occurred_at=now,
+                        created_at=now,
+                    )
+                )
 
 
 async def test_rows_beyond_one_record_batch_keep_their_order_and_partition(
