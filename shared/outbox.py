@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
     BigInteger,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
+    literal_column,
     select,
     text,
     union_all,
@@ -318,6 +320,26 @@ _PENDING_IN_LANES = text(
 )
 
 
+# Marking a pass's rows published, built once: the table's (Core) update, not the entity's (no
+# objects of these rows to bring up to date, and the ORM's bulk update costs more than the
+# update), the ids bound as one parameter: an array, or on SQLite a JSON array (`json_each`),
+# rather than one parameter an id, which SQLAlchemy would expand anew for every pass.
+_MARK_ON_POSTGRES = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .values(published_at=bindparam("now"))
+)
+_MARK_ON_SQLITE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id.in_(
+            select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
+        )
+    )
+    .values(published_at=bindparam("now"))
+)
+
+
 @functools.cache
 def _pending_in_every_lane(lanes: int, batch: int) -> Any:
     """Each of `lanes` lanes' first `batch` pending rows after the id bound as `after<lane>`, one
@@ -535,16 +557,11 @@ class OutboxRelay:
 
     async def _mark_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> None:
         ids = [row.id for row in rows]
-        matching = (
-            _OUTBOX.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
-            if self._postgres
-            else _OUTBOX.c.id.in_(ids)
-        )
-        # The table's (Core) update, not the entity's: no objects of these rows to bring up to
-        # date, and the ORM's bulk update costs more than the update.
-        await session.execute(
-            update(_OUTBOX).where(matching).values(published_at=datetime.now(UTC))
-        )
+        now = datetime.now(UTC)
+        if self._postgres:
+            await session.execute(_MARK_ON_POSTGRES, {"ids": ids, "now": now})
+        else:
+            await session.execute(_MARK_ON_SQLITE, {"ids": orjson.dumps(ids).decode(), "now": now})
 
     async def _claim_lanes(self, session: AsyncSession) -> list[int]:
         """The lanes whose PostgreSQL advisory lock this relay gets for this transaction.
