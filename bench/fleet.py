@@ -75,10 +75,13 @@ async def copy_tables(
                 connection.execute(f"INSERT INTO {copy} SELECT * FROM {table}")
 
 
-def sqlite_writer(path: str) -> sqlite3.Connection:
+def sqlite_writer(path: str, *, any_thread: bool = False) -> sqlite3.Connection:
     """A sqlite3 connection set as the services set theirs (WAL, synchronous=NORMAL, a 30 s busy
-    timeout), in autocommit mode: the caller writes BEGIN IMMEDIATE .. COMMIT."""
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    timeout), in autocommit mode: the caller writes BEGIN IMMEDIATE .. COMMIT. With `any_thread`,
+    usable from threads other than its own (one at a time)."""
+    connection = sqlite3.connect(
+        path, timeout=30, isolation_level=None, check_same_thread=not any_thread
+    )
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
         connection.execute(f"PRAGMA {pragma}")
     return connection
