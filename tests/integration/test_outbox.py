@@ -146,13 +146,7 @@ async def test_two_relays_on_one_postgres_database(
         for relay, relay_engine in relays:
             await relay.stop()
             await relay_engine.dispose()
-    payloads = [orjson.loads(m.value) for m in messages]
-    assert len(payloads) == 2000
-    assert len({p["id"] for p in payloads}) == 2000
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for p in payloads:
-        by_key[p["key"]].append(p["seq"])
-    assert all(seqs == list(range(50)) for seqs in by_key.values())
+    assert_each_once_in_order(messages, keys, 50)
     assert await pending_count(engine) == 0
     await engine.dispose()
 
@@ -189,15 +183,21 @@ async def test_sqlite_relay_reads_the_next_pass_while_it_sends(
         messages = await read_topic(broker.bootstrap, topic, expected=2000)
     finally:
         await relay.stop()
+    assert_each_once_in_order(messages, keys, 100)
+    assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
+def assert_each_once_in_order(messages: list[Any], keys: list[str], per_key: int) -> None:
+    """Every row of `add_test_rows` arrived once: `per_key` of each key, in the order of `seq`."""
     payloads = [orjson.loads(m.value) for m in messages]
-    assert len(payloads) == 2000
-    assert len({p["id"] for p in payloads}) == 2000
+    assert len(payloads) == len(keys) * per_key
+    assert len({p["id"] for p in payloads}) == len(payloads)
     by_key: dict[str, list[int]] = defaultdict(list)
     for p in payloads:
         by_key[p["key"]].append(p["seq"])
-    assert all(seqs == list(range(100)) for seqs in by_key.values())
-    assert await pending_count(engine) == 0
-    await engine.dispose()
+    assert sorted(by_key) == sorted(keys)
+    assert all(seqs == list(range(per_key)) for seqs in by_key.values())
 
 
 async def add_test_rows(
