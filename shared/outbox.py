@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -517,12 +517,15 @@ class OutboxRelay:
 
     async def _read_pending(self, after: list[int] | None) -> list[_Pending]:
         """SQLite: up to a batch of each lane's oldest pending rows after `after[lane]` (none if
-        `after` is None)."""
+        `after` is None), in id order. The statement is built once (building it costs ~1.7 ms).
+        """
         if after is None:
             return []
+        query = _pending_in_every_lane(len(after), self._settings.outbox_batch_size)
+        params = {f"after{lane}": bound for lane, bound in enumerate(after)}
         async with self._sessions() as session:
             await read_only(session)
-            return await self._pending(session, list(range(len(after))), after)
+            return _in_id_order(await session.execute(query, params))
 
     async def _mark_in_transaction(self, rows: Sequence[_Pending]) -> None:
         if not rows:
@@ -535,25 +538,16 @@ class OutboxRelay:
         if rows and self._metrics is not None:
             self._metrics.outbox_published.inc(len(rows))
 
-    async def _pending(
-        self, session: AsyncSession, lanes: list[int], after: list[int] | None = None
-    ) -> list[_Pending]:
-        """Up to a batch of each lane's oldest pending rows (a per-lane prefix), in id order.
+    async def _pending(self, session: AsyncSession, lanes: list[int]) -> list[_Pending]:
+        """PostgreSQL: up to a batch of each of `lanes`' oldest pending rows (a per-lane prefix),
+        in id order.
 
-        One index range scan per lane (`ix_outbox_pending`), with no sort of the backlog. On
-        SQLite every lane is read, each after the id `after[lane]`.
+        One index range scan per lane (`ix_outbox_pending`), with no sort of the backlog.
         """
         if not lanes:
             return []
-        batch = self._settings.outbox_batch_size
-        if self._postgres:
-            query, params = _PENDING_IN_LANES, {"lanes": lanes, "batch": batch}
-        else:  # the statement is built once (building it costs ~1.7 ms)
-            query = _pending_in_every_lane(len(lanes), batch)
-            params = {f"after{lane}": bound for lane, bound in enumerate(after or [0] * len(lanes))}
-        rows = list(map(_Pending._make, await session.execute(query, params)))
-        rows.sort()  # by id, the first field (ids are unique)
-        return rows
+        params = {"lanes": lanes, "batch": self._settings.outbox_batch_size}
+        return _in_id_order(await session.execute(_PENDING_IN_LANES, params))
 
     async def _mark_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> None:
         ids = [row.id for row in rows]
@@ -604,6 +598,13 @@ class OutboxRelay:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _in_id_order(rows: Iterable[Any]) -> list[_Pending]:
+    """Pending rows as plain tuples, sorted by id (their first field; ids are unique)."""
+    pending = list(map(_Pending._make, rows))
+    pending.sort()
+    return pending
 
 
 async def replay(settings: ServiceSettings, since: datetime | None = None) -> int:
