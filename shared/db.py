@@ -149,8 +149,12 @@ def _sqlite_begin(connection: Any) -> None:
     # transactions (a deferred transaction cannot upgrade its lock while another writer waits).
     # A transaction begun by `read_only` takes no lock: in WAL, readers and the writer do not
     # wait on each other.
+    # The BEGIN goes with the transaction's first statement, in the same trip to the
+    # connection's thread (`sqlite_driver`).
     read_only = connection.get_execution_options().get(_READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    connection.connection.dbapi_connection.begin_with_next_statement(
+        "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    )
 
 
 _READ_ONLY = "baton_read_only"

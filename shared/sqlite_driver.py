@@ -7,6 +7,9 @@ is a hand-over between threads (a queue, a wake-up, the GIL, the event loop's se
 trip that does all four; the rows, the description, `rowcount` and `lastrowid` come back
 together. Everything else is SQLAlchemy's own aiosqlite dialect, handed this module as its DBAPI
 (`create_async_engine(..., module=DBAPI)`); server-side cursors are left as they were.
+
+A transaction's BEGIN takes no trip of its own either (`begin_with_next_statement`): it goes
+with the transaction's first statement, and a transaction that runs none sends nothing at all.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -28,8 +31,21 @@ from sqlalchemy.util.concurrency import await_
 _Outcome = tuple[Any, Sequence[Any], int, int | None]
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """On the connection's thread: the statement executed, its rows fetched, its cursor closed."""
+def _begin(connection: sqlite3.Connection, begin: str) -> None:
+    connection.execute(begin).close()
+
+
+def _run(
+    connection: sqlite3.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
+) -> _Outcome:
+    """On the connection's thread: the transaction begun (if `begin`), the statement executed,
+    its rows fetched, its cursor closed."""
+    if begin is not None:
+        _begin(connection, begin)
     cursor = connection.cursor()
     try:
         if many:
@@ -93,10 +109,14 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             self._adapt_connection._handle_exception(error)
 
     async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapt_connection = cast("OneTripConnection", self._adapt_connection)
+        async with adapt_connection._execute_mutex:
+            # Taken before the trip: if it fails, the transaction is over either way (SQLite
+            # ends it, or it never began), and its ROLLBACK is then harmless.
+            begin, adapt_connection._begin = adapt_connection._begin, None
             connection = self._connection
             outcome: _Outcome = await connection._execute(
-                _run, connection._conn, operation, parameters, many
+                _run, connection._conn, begin, operation, parameters, many
             )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
@@ -106,8 +126,38 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_begin",)
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._begin: str | None = None
+
+    def begin_with_next_statement(self, begin: str) -> None:
+        """Begin a transaction (`begin`: BEGIN, BEGIN IMMEDIATE) in the same trip as the next
+        statement, rather than in one of its own."""
+        self._begin = begin
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and self._begin is not None:  # aiosqlite's own cursor: BEGIN first
+            begin, self._begin = self._begin, None
+            try:
+                await_(self._connection._execute(_begin, self._connection._conn, begin))
+            except Exception as error:
+                self._handle_exception(error)
+        return super().cursor(server_side)
+
+    def commit(self) -> None:
+        if self._begin is not None:  # begun on this side only: nothing to end on SQLite's
+            self._begin = None
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        if self._begin is not None:
+            self._begin = None
+            return
+        super().rollback()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -1,8 +1,10 @@
-"""SQLite through `shared.sqlite_driver`: a statement takes one trip to the connection's thread,
-and what a DBAPI cursor tells (rows, rowcount, lastrowid, errors) is as SQLAlchemy expects."""
+"""SQLite through `shared.sqlite_driver`: a statement takes one trip to the connection's thread
+(a transaction's BEGIN goes with its first), and what a DBAPI cursor tells (rows, rowcount,
+lastrowid, errors) is as SQLAlchemy expects."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,7 @@ async def test_statements_tell_what_a_cursor_tells_in_one_trip_each(tmp_path: Pa
             await connection.run_sync(METADATA.create_all)
         async with engine.begin() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
-            trips: list[Any] = []
-            execute = driver._execute
-
-            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-                trips.append(fn)
-                return await execute(fn, *args, **kwargs)
-
-            driver._execute = counted  # counts the trips; the work is the real driver's
+            trips = _count_trips(driver)
             first = await connection.execute(insert(THINGS).values(name="a"))
             assert first.inserted_primary_key == (1,)  # lastrowid
             assert len(trips) == 1
@@ -62,3 +57,52 @@ async def test_statements_tell_what_a_cursor_tells_in_one_trip_each(tmp_path: Pa
                 await connection.execute(insert(THINGS).values(name="a"))
     finally:
         await engine.dispose()
+
+
+async def test_a_transaction_begins_with_its_first_statement(tmp_path: Path) -> None:
+    path = tmp_path / "begin.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)  # never waits for a lock
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            trips = _count_trips(driver)
+            async with connection.begin():  # one that runs nothing sends nothing
+                pass
+            assert trips == []
+            async with connection.begin():
+                await connection.execute(insert(THINGS).values(name="a"))
+                assert len(trips) == 1  # BEGIN IMMEDIATE went with the insert
+                assert driver._conn.in_transaction
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")  # the write lock is held
+            assert len(trips) == 2  # and COMMIT
+            assert not driver._conn.in_transaction
+            # A first statement that fails leaves nothing open; the next transaction is whole.
+            with pytest.raises(exc.IntegrityError, match="UNIQUE"):
+                async with connection.begin():
+                    await connection.execute(insert(THINGS).values(name="a"))
+            assert not driver._conn.in_transaction
+            async with connection.begin():
+                streamed = await connection.stream(select(THINGS.c.name))  # aiosqlite's cursor
+                assert driver._conn.in_transaction
+                assert [name async for name in streamed.scalars()] == ["a"]
+        assert other.execute("SELECT name FROM things").fetchall() == [("a",)]
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+def _count_trips(driver: Any) -> list[Any]:
+    """Each trip to the connection's thread from now on (the work is still the driver's)."""
+    trips: list[Any] = []
+    execute = driver._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await execute(fn, *args, **kwargs)
+
+    driver._execute = counted
+    return trips
