@@ -6,6 +6,12 @@ transaction's fixed costs (a connection, BEGIN and COMMIT, on SQLite the one wri
 PostgreSQL the flush of its log) are shared by every item that arrived while the group before it
 was being written. A group is written as soon as a writer is free, never held back to gather
 more: a caller alone waits no longer than with a transaction of its own.
+
+A group is taken once its transaction has begun: `begin` runs first (the statements every item
+needs, such as reading a setting), and the items that arrive while it waits on the database join
+the group at no cost to anyone. Under load a writer's first trip to the database waits longest
+(behind the answers of the group before), so groups then hold about every caller at once rather
+than alternating between large and small ones.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ Result = TypeVar("Result")
 # Writes a group's items in the session's transaction; for each item, in order, its result or the
 # exception that refused it (the others still commit).
 GroupWrite = Callable[[AsyncSession, Sequence[Item]], Awaitable[list[Result | Exception]]]
+# What a group's transaction does before its items are taken (its result is not used).
+GroupBegin = Callable[[AsyncSession], Awaitable[object]]
+_Waiting = list[tuple[Item, "asyncio.Future[Result]"]]
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -41,12 +50,14 @@ class GroupCommit(Generic[Item, Result]):
         sessions: async_sessionmaker[AsyncSession],
         write: GroupWrite[Item, Result],
         *,
+        begin: GroupBegin | None = None,
         writers: int = 1,
         max_group: int = 500,
         observe: Callable[[int], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._write = write
+        self._begin = begin
         self._max_writers = writers
         self._max_group = max_group
         self._observe = observe  # told each transaction's number of items
@@ -68,11 +79,7 @@ class GroupCommit(Generic[Item, Result]):
     async def _drain(self) -> None:
         """Write groups until nobody waits."""
         while self._waiting:
-            group: list[tuple[Item, asyncio.Future[Result]]] = []
-            while self._waiting and len(group) < self._max_group:
-                item, future = self._waiting.popleft()
-                if not future.done():
-                    group.append((item, future))
+            group: _Waiting[Item, Result] = []  # filled by `_write_group`
             try:
                 await self._write_group(group)
             except asyncio.CancelledError:  # stopped with the process: nobody waits forever
@@ -84,15 +91,32 @@ class GroupCommit(Generic[Item, Result]):
                 for _, future in group:
                     _settle(future, exc)
 
-    async def _write_group(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        if not group:
-            return
+    def _take(self, group: _Waiting[Item, Result]) -> None:
+        """Into `group`, the items waiting now (up to `max_group`) whose callers still wait."""
+        while self._waiting and len(group) < self._max_group:
+            item, future = self._waiting.popleft()
+            if not future.done():
+                group.append((item, future))
+
+    async def _write_group(self, group: _Waiting[Item, Result], *, taken: bool = False) -> None:
+        """One transaction: `begin`, then the group (unless `taken`, the items waiting then)."""
         try:
             async with self._sessions() as session, session.begin():
+                if self._begin is not None:
+                    await self._begin(session)
+                if not taken:
+                    self._take(group)
+                    taken = True
+                if not group:
+                    return
                 results = await self._write(session, [item for item, _ in group])
                 if len(results) != len(group):  # before the commit: a bug commits nothing
                     raise RuntimeError(f"{len(results)} results for {len(group)} items")
         except Exception as exc:
+            if not taken:  # `begin` failed: the items waiting share its fate
+                self._take(group)
+            if not group:
+                return
             if len(group) == 1:
                 _settle(group[0][1], exc)
                 return
@@ -101,7 +125,7 @@ class GroupCommit(Generic[Item, Result]):
                 extra={"items": len(group), "error": repr(exc)},
             )
             for one in group:
-                await self._write_group([one])
+                await self._write_group([one], taken=True)
             return
         if self._observe is not None:
             self._observe(len(group))

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier
 from shared.db import on_postgres
-from shared.group_commit import GroupCommit
+from shared.group_commit import GroupBegin, GroupCommit
 from shared.inbox import InboxConsumer
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox, OutboxRelay
@@ -45,10 +45,15 @@ class Runtime:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def group_commit(
-        self, name: str, use_case: GroupUseCase[Item, Result]
+        self,
+        name: str,
+        use_case: GroupUseCase[Item, Result],
+        *,
+        begin: GroupBegin | None = None,
     ) -> GroupCommit[Item, Result]:
         """The process's group commit `name` (`shared.group_commit`) of a use case that writes
-        many items at once with the service's outbox, made on first use."""
+        many items at once with the service's outbox (each group's transaction `begin`s first),
+        made on first use."""
         group: GroupCommit[Item, Result] | None = self.extensions.get(name)
         if group is None:
 
@@ -60,6 +65,7 @@ class Runtime:
             group = self.extensions[name] = GroupCommit(
                 self.sessions,
                 write,
+                begin=begin,
                 writers=GROUP_WRITERS_POSTGRES if on_postgres(self.sessions) else 1,
                 observe=self.metrics.group_commit_items(group=name).observe,
             )

@@ -49,8 +49,11 @@ _NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": Non
 
 
 async def get_captures(request: Request) -> GroupCommit[LeadCreate, NewLead]:
-    """Leads captured by concurrent requests are committed together (`shared.group_commit`)."""
-    return runtime_of(request).group_commit("marketing.captures", service.capture_leads)
+    """Leads captured by concurrent requests are committed together (`shared.group_commit`), a
+    group taken once its transaction has read the scoring model in force."""
+    return runtime_of(request).group_commit(
+        "marketing.captures", service.capture_leads, begin=service.current_model
+    )
 
 
 @router.post(

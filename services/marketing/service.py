@@ -69,8 +69,21 @@ _models: WeakKeyDictionary[Engine | Connection, tuple[int, domain.ScoringModel]]
 DEFAULT_MODEL = domain.ScoringModel()
 
 
+_IN_TRANSACTION = "marketing.scoring_model"  # session.info: (its transaction, model, version)
+
+
 async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
-    """The scoring model in force and its version (0: the built-in defaults)."""
+    """The scoring model in force and its version (0: the built-in defaults), asked once a
+    transaction (a group of captures reads it before the group is taken: `api.get_captures`)."""
+    known = session.info.get(_IN_TRANSACTION)
+    if known is not None and known[0] is session.get_transaction():
+        return known[1], known[2]
+    model, version = await _model_in_force(session)
+    session.info[_IN_TRANSACTION] = (session.get_transaction(), model, version)
+    return model, version
+
+
+async def _model_in_force(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
     version = await repository.scoring_model_version(session)
     if version == 0:
         return DEFAULT_MODEL, 0

@@ -197,3 +197,46 @@ async def test_a_write_giving_too_few_results_commits_nothing_of_the_items_it_fa
     assert answers[2] == len("other")
     assert await group.submit("after") == len("after")
     assert await stored(sessions) == {"blocker", "other", "after"}
+
+
+async def test_items_arriving_while_a_group_begins_join_that_group(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    began, go_on = asyncio.Event(), asyncio.Event()
+
+    async def begin(session: AsyncSession) -> None:
+        await session.execute(select(NOTES.c.id).limit(1))  # the transaction has begun
+        began.set()
+        await go_on.wait()
+
+    group = GroupCommit(sessions, notes.write, begin=begin)
+    first = asyncio.create_task(group.submit("first"))
+    async with asyncio.timeout(5):
+        await began.wait()
+    later = [asyncio.create_task(group.submit(f"later-{n}")) for n in range(5)]
+    await asyncio.sleep(0.01)
+    assert notes.groups == []  # taken only once `begin` is done
+    go_on.set()
+    assert await asyncio.gather(first, *later) == [len("first"), *(len("later-0"),) * 5]
+    assert notes.groups == [["first", *(f"later-{n}" for n in range(5))]]
+    assert await stored(sessions) == {"first", *(f"later-{n}" for n in range(5))}
+
+
+async def test_a_begin_that_fails_fails_the_items_waiting_then_and_no_later_ones(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    notes = Notes()
+    away = True
+
+    async def begin(session: AsyncSession) -> None:
+        if away:
+            raise OSError("the database is away")
+
+    group = GroupCommit(sessions, notes.write, begin=begin)
+    answers = await asyncio.gather(*(group.submit(item) for item in "abc"), return_exceptions=True)
+    assert [type(answer) for answer in answers] == [OSError] * 3
+    assert notes.groups == []
+    away = False
+    assert await group.submit("d") == 1
+    assert await stored(sessions) == {"d"}
