@@ -48,9 +48,10 @@ WRITE = Depends(require("marketing:write"))
 _NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": None}
 
 
-async def get_captures(request: Request) -> GroupCommit[LeadCreate, NewLead]:
+def captures_of(request: Request) -> GroupCommit[LeadCreate, NewLead]:
     """Leads captured by concurrent requests are committed together (`shared.group_commit`), a
-    group taken once its transaction has read the scoring model in force."""
+    group taken once its transaction has read the scoring model in force. (Called, not a
+    dependency: FastAPI's solving of one costs more than this.)"""
     return runtime_of(request).group_commit(
         "marketing.captures", service.capture_leads, begin=service.current_model
     )
@@ -59,13 +60,9 @@ async def get_captures(request: Request) -> GroupCommit[LeadCreate, NewLead]:
 @router.post(
     "/leads", status_code=status.HTTP_201_CREATED, dependencies=[WRITE], response_model=LeadRead
 )
-async def create_lead(
-    body: LeadCreate,
-    captures: Annotated[GroupCommit[LeadCreate, NewLead], Depends(get_captures)],
-    response: Response,
-) -> dict[str, Any]:
+async def create_lead(body: LeadCreate, request: Request, response: Response) -> dict[str, Any]:
     """Capture a lead; a known email answers 409 with the existing lead's id."""
-    lead = await captures.submit(body)
+    lead = await captures_of(request).submit(body)
     response.headers["Location"] = f"/v1/leads/{lead['id']}"
     return lead | _NOT_YET  # made a LeadRead once, by FastAPI (response_model)
 

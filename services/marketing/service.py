@@ -74,7 +74,7 @@ _IN_TRANSACTION = "marketing.scoring_model"  # session.info: (its transaction, m
 
 async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
     """The scoring model in force and its version (0: the built-in defaults), asked once a
-    transaction (a group of captures reads it before the group is taken: `api.get_captures`)."""
+    transaction (a group of captures reads it before the group is taken: `api.captures_of`)."""
     known = session.info.get(_IN_TRANSACTION)
     if known is not None and known[0] is session.get_transaction():
         return known[1], known[2]
