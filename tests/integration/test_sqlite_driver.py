@@ -5,11 +5,13 @@ lastrowid, errors) is as SQLAlchemy expects."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_engine
 
@@ -22,50 +24,54 @@ THINGS = Table(
 )
 
 
-async def test_statements_tell_what_a_cursor_tells_in_one_trip_each(tmp_path: Path) -> None:
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine of a new database file (`tmp_path / "driver.db"`) holding the table."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
     try:
         async with engine.begin() as connection:
             await connection.run_sync(METADATA.create_all)
-        async with engine.begin() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            trips = _count_trips(driver)
-            first = await connection.execute(insert(THINGS).values(name="a"))
-            assert first.inserted_primary_key == (1,)  # lastrowid
-            assert len(trips) == 1
-            many = await connection.execute(insert(THINGS), [{"name": "b"}, {"name": "c"}])
-            assert many.rowcount == 2
-            returned = await connection.execute(
-                insert(THINGS).values(name="d").returning(THINGS.c.id, THINGS.c.name)
-            )
-            assert returned.all() == [(4, "d")]
-            changed = await connection.execute(
-                update(THINGS).where(THINGS.c.id > 2).values(name=THINGS.c.name + "!")
-            )
-            assert changed.rowcount == 2
-            trips.clear()
-            rows = await connection.execute(select(THINGS).order_by(THINGS.c.id))
-            assert rows.fetchmany(2) == [(1, "a"), (2, "b")]
-            assert rows.all() == [(3, "c!"), (4, "d!")]
-            assert len(trips) == 1
-            nothing = await connection.execute(select(THINGS).where(THINGS.c.id > 10))
-            assert nothing.all() == []
-            assert list(nothing.keys()) == ["id", "name"]
-            streamed = await connection.stream(select(THINGS.c.name).order_by(THINGS.c.id))
-            assert [name async for name in streamed.scalars()] == ["a", "b", "c!", "d!"]
-            with pytest.raises(exc.IntegrityError, match="UNIQUE"):
-                await connection.execute(insert(THINGS).values(name="a"))
+        yield engine
     finally:
         await engine.dispose()
 
 
-async def test_a_transaction_begins_with_its_first_statement(tmp_path: Path) -> None:
-    path = tmp_path / "begin.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)  # never waits for a lock
+async def test_statements_tell_what_a_cursor_tells_in_one_trip_each(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        trips = _count_trips(driver)
+        first = await connection.execute(insert(THINGS).values(name="a"))
+        assert first.inserted_primary_key == (1,)  # lastrowid
+        assert len(trips) == 1
+        many = await connection.execute(insert(THINGS), [{"name": "b"}, {"name": "c"}])
+        assert many.rowcount == 2
+        returned = await connection.execute(
+            insert(THINGS).values(name="d").returning(THINGS.c.id, THINGS.c.name)
+        )
+        assert returned.all() == [(4, "d")]
+        changed = await connection.execute(
+            update(THINGS).where(THINGS.c.id > 2).values(name=THINGS.c.name + "!")
+        )
+        assert changed.rowcount == 2
+        trips.clear()
+        rows = await connection.execute(select(THINGS).order_by(THINGS.c.id))
+        assert rows.fetchmany(2) == [(1, "a"), (2, "b")]
+        assert rows.all() == [(3, "c!"), (4, "d!")]
+        assert len(trips) == 1
+        nothing = await connection.execute(select(THINGS).where(THINGS.c.id > 10))
+        assert nothing.all() == []
+        assert list(nothing.keys()) == ["id", "name"]
+        streamed = await connection.stream(select(THINGS.c.name).order_by(THINGS.c.id))
+        assert [name async for name in streamed.scalars()] == ["a", "b", "c!", "d!"]
+        with pytest.raises(exc.IntegrityError, match="UNIQUE"):
+            await connection.execute(insert(THINGS).values(name="a"))
+
+
+async def test_a_transaction_begins_with_its_first_statement(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "driver.db", timeout=0, isolation_level=None)  # no waiting
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
         async with engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             trips = _count_trips(driver)
@@ -92,7 +98,6 @@ async def test_a_transaction_begins_with_its_first_statement(tmp_path: Path) -> 
         assert other.execute("SELECT name FROM things").fetchall() == [("a",)]
     finally:
         other.close()
-        await engine.dispose()
 
 
 def _count_trips(driver: Any) -> list[Any]:
