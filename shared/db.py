@@ -148,9 +148,8 @@ def _sqlite_begin(connection: Any) -> None:
     # Taking the write lock at BEGIN avoids SQLITE_BUSY deadlocks between read-then-write
     # transactions (a deferred transaction cannot upgrade its lock while another writer waits).
     # A transaction begun by `read_only` takes no lock: in WAL, readers and the writer do not
-    # wait on each other.
-    # The BEGIN goes with the transaction's first statement, in the same trip to the
-    # connection's thread (`sqlite_driver`).
+    # wait on each other. The BEGIN goes to the connection's thread with the transaction's
+    # first statement, in the same trip (`sqlite_driver`).
     read_only = connection.get_execution_options().get(_READ_ONLY, False)
     connection.connection.dbapi_connection.begin_with_next_statement(
         "BEGIN" if read_only else "BEGIN IMMEDIATE"

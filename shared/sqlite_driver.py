@@ -6,10 +6,12 @@ is a hand-over between threads (a queue, a wake-up, the GIL, the event loop's se
 0.3 ms on a busy two-core machine: most of a short transaction's time. Here a statement is one
 trip that does all four; the rows, the description, `rowcount` and `lastrowid` come back
 together. Everything else is SQLAlchemy's own aiosqlite dialect, handed this module as its DBAPI
-(`create_async_engine(..., module=DBAPI)`); server-side cursors are left as they were.
+(`create_async_engine(..., module=DBAPI)`).
 
 A transaction's BEGIN takes no trip of its own either (`begin_with_next_statement`): it goes
 with the transaction's first statement, and a transaction that runs none sends nothing at all.
+Server-side cursors stay aiosqlite's own, a trip per call (a pending BEGIN is sent before one
+opens).
 """
 
 from __future__ import annotations
