@@ -78,18 +78,24 @@ class GroupCommit(Generic[Item, Result]):
 
     async def _drain(self) -> None:
         """Write groups until nobody waits."""
-        while self._waiting:
-            group: _Waiting[Item, Result] = []  # filled by `_write_group`
-            try:
-                await self._write_group(group)
-            except asyncio.CancelledError:  # stopped with the process: nobody waits forever
-                for _, future in [*group, *self._waiting]:
-                    future.cancel()
-                raise
-            except Exception as exc:  # a bug, not a hang
-                log.exception("a group commit failed")
-                for _, future in group:
-                    _settle(future, exc)
+        try:
+            while self._waiting:
+                group: _Waiting[Item, Result] = []  # filled by `_write_group`
+                try:
+                    await self._write_group(group)
+                except asyncio.CancelledError:  # stopped with the process: nobody waits forever
+                    for _, future in [*group, *self._waiting]:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # a bug, not a hang
+                    log.exception("a group commit failed")
+                    for _, future in group:
+                        _settle(future, exc)
+        finally:
+            # At once, not in the task's done callback: the callers answered last run before
+            # it, and an item one of them submits meanwhile would find this writer still
+            # counted, and wait for a writer nobody starts.
+            self._writers.discard(asyncio.current_task())
 
     def _take(self, group: _Waiting[Item, Result]) -> None:
         """Into `group`, the items waiting now (up to `max_group`) whose callers still wait."""

@@ -240,3 +240,16 @@ async def test_a_begin_that_fails_fails_the_items_waiting_then_and_no_later_ones
     away = False
     assert await group.submit("d") == 1
     assert await stored(sessions) == {"d"}
+
+
+async def test_an_item_submitted_as_soon_as_the_last_group_is_answered_is_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The caller answered last resumes before its writer's task has quite ended: that writer
+    # must not count as one still running, or the next item would wait for a writer none starts.
+    notes = Notes()
+    group = GroupCommit(sessions, notes.write)
+    async with asyncio.timeout(5):
+        for n in range(3):
+            assert await group.submit(f"next-{n}") == len("next-0")
+    assert notes.groups == [["next-0"], ["next-1"], ["next-2"]]
