@@ -10,6 +10,8 @@ together. Everything else is SQLAlchemy's own aiosqlite dialect, handed this mod
 
 A transaction's BEGIN takes no trip of its own either (`begin_with_next_statement`): it goes
 with the transaction's first statement, and a transaction that runs none sends nothing at all.
+A COMMIT or ROLLBACK with no transaction open on SQLite's side (the pool's rollback of a
+connection it gets back, most often) takes none.
 Server-side cursors stay aiosqlite's own, a trip per call (a pending BEGIN is sent before one
 opens).
 """
@@ -153,13 +155,21 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if self._begin is not None:  # begun on this side only: nothing to end on SQLite's
             self._begin = None
             return
-        super().commit()
+        if self._in_transaction():
+            super().commit()
 
     def rollback(self) -> None:
         if self._begin is not None:
             self._begin = None
             return
-        super().rollback()
+        if self._in_transaction():
+            super().rollback()
+
+    def _in_transaction(self) -> bool:
+        """Whether SQLite has a transaction open on this connection. Without one, sqlite3's
+        commit and rollback do nothing, and are not worth a trip: the pool rolls back every
+        connection it gets back, most of them with their transaction already ended."""
+        return bool(self._connection._conn.in_transaction)
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -1,6 +1,6 @@
 """SQLite through `shared.sqlite_driver`: a statement takes one trip to the connection's thread
-(a transaction's BEGIN goes with its first), and what a DBAPI cursor tells (rows, rowcount,
-lastrowid, errors) is as SQLAlchemy expects."""
+(a transaction's BEGIN goes with its first; ending none takes none), and what a DBAPI cursor
+tells (rows, rowcount, lastrowid, errors) is as SQLAlchemy expects."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine
+from shared.db import create_engine, session_factory
 
 METADATA = MetaData()
 THINGS = Table(
@@ -98,6 +98,28 @@ async def test_a_transaction_begins_with_its_first_statement(
         assert other.execute("SELECT name FROM things").fetchall() == [("a",)]
     finally:
         other.close()
+
+
+async def test_ending_a_transaction_takes_a_trip_only_when_one_is_open(
+    engine: AsyncEngine,
+) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        trips = _count_trips(driver)
+        await session.execute(insert(THINGS).values(name="a"))  # with the BEGIN
+        await session.commit()
+        assert [trip.__name__ for trip in trips] == ["_run", "commit"]
+    # The session is closed and its connection back in the pool, rolled back: with nothing
+    # open, that took no trip.
+    assert [trip.__name__ for trip in trips] == ["_run", "commit"]
+    async with sessions() as session:
+        assert (await session.execute(select(THINGS.c.name))).scalars().all() == ["a"]
+        assert driver._conn.in_transaction  # the same pooled connection, reading
+    # Its read ended by the one rollback there was something to end.
+    assert [trip.__name__ for trip in trips] == ["_run", "commit", "_run", "rollback"]
+    assert not driver._conn.in_transaction
 
 
 def _count_trips(driver: Any) -> list[Any]:
