@@ -105,7 +105,9 @@ class _Pending(NamedTuple):
     payload: str
 
 
-_SENT = tuple(getattr(OutboxRow, field) for field in _Pending._fields)
+# The table's columns, not the entity's attributes: a select of these is Core's, whose rows cost
+# less to make than those of an ORM select (~1 µs a row on SQLite, a quarter of the read's CPU).
+_SENT = tuple(_OUTBOX.c[field] for field in _Pending._fields)
 
 
 def lane_lock_class(service: str) -> int:
@@ -347,11 +349,11 @@ def _pending_in_every_lane(lanes: int, batch: int) -> Any:
     per_lane = [
         select(*_SENT)
         .where(
-            OutboxRow.published_at.is_(None),
-            OutboxRow.lane == lane,
-            OutboxRow.id > bindparam(f"after{lane}"),
+            _OUTBOX.c.published_at.is_(None),
+            _OUTBOX.c.lane == lane,
+            _OUTBOX.c.id > bindparam(f"after{lane}"),
         )
-        .order_by(OutboxRow.id)
+        .order_by(_OUTBOX.c.id)
         .limit(batch)
         .subquery()
         for lane in range(lanes)
