@@ -169,7 +169,10 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """Whether SQLite has a transaction open on this connection. Without one, sqlite3's
         commit and rollback do nothing, and are not worth a trip: the pool rolls back every
         connection it gets back, most of them with their transaction already ended."""
-        return bool(self._connection._conn.in_transaction)
+        try:
+            return bool(self._connection._conn.in_transaction)
+        except (ValueError, sqlite3.ProgrammingError):  # closed: the driver says so, as before
+            return True
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
