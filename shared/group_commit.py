@@ -71,7 +71,7 @@ class GroupCommit(Generic[Item, Result]):
         if len(self._writers) < self._max_writers:
             writer = asyncio.create_task(self._drain(), name="group-commit")
             self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            writer.add_done_callback(self._writers.discard)  # also if cancelled before it runs
         # A caller that goes away before its group is taken has its item left out; after that,
         # the item's group is written all the same (in the writer's task, not the caller's).
         return await future

@@ -152,23 +152,21 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return super().cursor(server_side)
 
     def commit(self) -> None:
-        if self._begin is not None:  # begun on this side only: nothing to end on SQLite's
-            self._begin = None
-            return
-        if self._in_transaction():
+        if self._open_on_sqlite():
             super().commit()
 
     def rollback(self) -> None:
-        if self._begin is not None:
-            self._begin = None
-            return
-        if self._in_transaction():
+        if self._open_on_sqlite():
             super().rollback()
 
-    def _in_transaction(self) -> bool:
-        """Whether SQLite has a transaction open on this connection. Without one, sqlite3's
-        commit and rollback do nothing, and are not worth a trip: the pool rolls back every
-        connection it gets back, most of them with their transaction already ended."""
+    def _open_on_sqlite(self) -> bool:
+        """Whether a transaction is open on SQLite's side, the one to end. A BEGIN still pending
+        was never sent: dropped, nothing to end. Without a transaction, sqlite3's commit and
+        rollback do nothing, and are not worth a trip: the pool rolls back every connection it
+        gets back, most of them with their transaction already ended."""
+        if self._begin is not None:
+            self._begin = None
+            return False
         try:
             return bool(self._connection._conn.in_transaction)
         except (ValueError, sqlite3.ProgrammingError):  # closed: the driver says so, as before
