@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,40 @@ async def read_only(session: AsyncSession) -> None:
         await session.connection(execution_options={_READ_ONLY: True})
 
 
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A connection of `engine`'s pool as its driver's own, with no transaction open, for a hot
+    path's statements without SQLAlchemy (whose own work per statement costs the event loop
+    many times what a short one costs the database): on SQLite a `sqlite_driver`
+    connection, to `run` a function on its thread; on PostgreSQL asyncpg's connection. A
+    transaction begun on it must end before the block does."""
+    async with engine.connect() as connection:
+        pooled = await connection.get_raw_connection()
+        if engine.dialect.name == "sqlite":
+            yield pooled.dbapi_connection
+        else:
+            yield pooled.driver_connection
+
+
+def driver_values(
+    dialect: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[list[Any]]:
+    """Each of `columns`' values in `rows`, as the driver takes them (the bind processor of
+    each column's type applied: SQLite's text of a time, a JSON document), for statements run
+    without SQLAlchemy (`driver_connection`)."""
+    values = []
+    for name, process in zip(columns, _bind_processors(dialect, table, columns), strict=True):
+        column = [row[name] for row in rows]
+        values.append(column if process is None else _processed(process, column))
+    return values
+
+
+@functools.cache
+def _bind_processors(dialect: Any, table: Table, columns: tuple[str, ...]) -> list[Any]:
+    """Each column's bind processor (what makes a value the driver's), made once."""
+    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+
+
 def insert_skipping_conflicts(
     session: AsyncSession, table: Any, index_elements: Sequence[str] | None = None
 ) -> Any:
@@ -265,13 +300,8 @@ async def _insert_sqlite(
 ) -> list[Any]:
     connection = await session.connection()
     columns = tuple(rows[0])
-    head, one, tail, processors = _values_insert(
-        connection.dialect, table, columns, conflict, returning
-    )
-    values = []
-    for name, process in zip(columns, processors, strict=True):
-        column = [row[name] for row in rows]
-        values.append(column if process is None else _processed(process, column))
+    head, one, tail = _values_insert(connection.dialect, table, columns, conflict, returning)
+    values = driver_values(connection.dialect, table, columns, rows)
     if returning is None:  # the driver's executemany: one statement, every row
         await connection.exec_driver_sql(
             f"{head} VALUES {one}{tail}", list(zip(*values, strict=True))
@@ -295,17 +325,13 @@ def _values_insert(
     columns: tuple[str, ...],
     conflict: _Conflict | None,
     returning: str | None,
-) -> tuple[str, str, str, list[Any]]:
-    """On SQLite, `INSERT INTO t (columns)`, one row's `(?, ...)`, what follows the `VALUES`, and
-    each column's bind processor (what makes a value the driver's: a datetime text, a JSON
-    document)."""
+) -> tuple[str, str, str]:
+    """On SQLite, `INSERT INTO t (columns)`, one row's `(?, ...)`, and what follows the
+    `VALUES`."""
     quote = dialect.identifier_preparer.quote
     head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
-    ]
     one = f"({', '.join('?' * len(columns))})"
-    return head, one, _insert_tail(quote, table, conflict, returning), processors
+    return head, one, _insert_tail(quote, table, conflict, returning)
 
 
 def _insert_tail(

@@ -6,12 +6,6 @@ transaction's fixed costs (a connection, BEGIN and COMMIT, on SQLite the one wri
 PostgreSQL the flush of its log) are shared by every item that arrived while the group before it
 was being written. A group is written as soon as a writer is free, never held back to gather
 more: a caller alone waits no longer than with a transaction of its own.
-
-A group is taken once its transaction has begun: `begin` runs first (the statements every item
-needs, such as reading a setting), and the items that arrive while it waits on the database join
-the group at no cost to anyone. Under load a writer's first trip to the database waits longest
-(behind the answers of the group before), so groups then hold about every caller at once rather
-than alternating between large and small ones.
 """
 
 from __future__ import annotations
@@ -22,18 +16,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Writes a group's items in the session's transaction; for each item, in order, its result or the
-# exception that refused it (the others still commit).
-GroupWrite = Callable[[AsyncSession, Sequence[Item]], Awaitable[list[Result | Exception]]]
-# What a group's transaction does before its items are taken (its result is not used).
-GroupBegin = Callable[[AsyncSession], Awaitable[object]]
+# Writes a group's items in one transaction of its own, committed before it returns; for each
+# item, in order, its result or the exception that refused it (the others still commit).
+GroupWrite = Callable[[Sequence[Item]], Awaitable[list[Result | Exception]]]
 _Waiting = list[tuple[Item, "asyncio.Future[Result]"]]
 
 
@@ -47,17 +37,13 @@ class GroupCommit(Generic[Item, Result]):
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         write: GroupWrite[Item, Result],
         *,
-        begin: GroupBegin | None = None,
         writers: int = 1,
         max_group: int = 500,
         observe: Callable[[int], None] | None = None,
     ) -> None:
-        self._sessions = sessions
         self._write = write
-        self._begin = begin
         self._max_writers = writers
         self._max_group = max_group
         self._observe = observe  # told each transaction's number of items
@@ -105,24 +91,14 @@ class GroupCommit(Generic[Item, Result]):
                 group.append((item, future))
 
     async def _write_group(self, group: _Waiting[Item, Result], *, taken: bool = False) -> None:
-        """One transaction: `begin`, then the group (unless `taken`, the items waiting then)."""
+        """One transaction: the group (unless `taken`, the items waiting now)."""
+        if not taken:
+            self._take(group)
+        if not group:
+            return
         try:
-            async with self._sessions() as session, session.begin():
-                if self._begin is not None:
-                    await self._begin(session)
-                if not taken:
-                    self._take(group)
-                    taken = True
-                if not group:
-                    return
-                results = await self._write(session, [item for item, _ in group])
-                if len(results) != len(group):  # before the commit: a bug commits nothing
-                    raise RuntimeError(f"{len(results)} results for {len(group)} items")
+            results = await self._write([item for item, _ in group])
         except Exception as exc:
-            if not taken:  # `begin` failed: the items waiting share its fate
-                self._take(group)
-            if not group:
-                return
             if len(group) == 1:
                 _settle(group[0][1], exc)
                 return
@@ -132,6 +108,11 @@ class GroupCommit(Generic[Item, Result]):
             )
             for one in group:
                 await self._write_group([one], taken=True)
+            return
+        if len(results) != len(group):  # a bug (committed all the same: not written again)
+            error = RuntimeError(f"{len(results)} results for {len(group)} items")
+            for _, future in group:
+                _settle(future, error)
             return
         if self._observe is not None:
             self._observe(len(group))

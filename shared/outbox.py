@@ -88,7 +88,7 @@ class OutboxRow(PlumbingBase):
 
 
 # Bulk inserts go to the table itself: Core skips the ORM's bookkeeping for each row.
-_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+OUTBOX_TABLE: Table = OutboxRow.__table__  # type: ignore[assignment]
 
 
 class _Pending(NamedTuple):
@@ -107,7 +107,7 @@ class _Pending(NamedTuple):
 
 # The table's columns, not the entity's attributes: a select of these is Core's, whose rows cost
 # less to make than those of an ORM select (~1 µs a row on SQLite, a quarter of the read's CPU).
-_SENT = tuple(_OUTBOX.c[field] for field in _Pending._fields)
+_SENT = tuple(OUTBOX_TABLE.c[field] for field in _Pending._fields)
 
 
 def lane_lock_class(service: str) -> int:
@@ -251,8 +251,16 @@ class Outbox:
     async def add_rows(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Add outbox rows made by `rows` to the session's transaction, in one statement."""
         if rows:
-            await insert_many(session, _OUTBOX, rows)
+            await insert_many(session, OUTBOX_TABLE, rows)
             session.info[_DIRTY] = True
+
+
+def wake_relay(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Tell the relay publishing the database of `sessions`, if one runs in this process, that
+    rows were committed outside a session of theirs (through the driver's own connection)."""
+    notify = sessions.kw.get("info", {}).get(_NOTIFY)
+    if notify is not None:
+        notify()
 
 
 @event.listens_for(Session, "after_commit")
@@ -327,14 +335,14 @@ _PENDING_IN_LANES = text(
 # update), the ids bound as one parameter: an array, or on SQLite a JSON array (`json_each`),
 # rather than one parameter an id, which SQLAlchemy would expand anew for every pass.
 _MARK_ON_POSTGRES = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    update(OUTBOX_TABLE)
+    .where(OUTBOX_TABLE.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
     .values(published_at=bindparam("now"))
 )
 _MARK_ON_SQLITE = (
-    update(_OUTBOX)
+    update(OUTBOX_TABLE)
     .where(
-        _OUTBOX.c.id.in_(
+        OUTBOX_TABLE.c.id.in_(
             select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
         )
     )
@@ -349,11 +357,11 @@ def _pending_in_every_lane(lanes: int, batch: int) -> Any:
     per_lane = [
         select(*_SENT)
         .where(
-            _OUTBOX.c.published_at.is_(None),
-            _OUTBOX.c.lane == lane,
-            _OUTBOX.c.id > bindparam(f"after{lane}"),
+            OUTBOX_TABLE.c.published_at.is_(None),
+            OUTBOX_TABLE.c.lane == lane,
+            OUTBOX_TABLE.c.id > bindparam(f"after{lane}"),
         )
-        .order_by(_OUTBOX.c.id)
+        .order_by(OUTBOX_TABLE.c.id)
         .limit(batch)
         .subquery()
         for lane in range(lanes)

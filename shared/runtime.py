@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier
 from shared.db import on_postgres
-from shared.group_commit import GroupBegin, GroupCommit
+from shared.group_commit import GroupCommit, GroupWrite
 from shared.inbox import InboxConsumer
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox, OutboxRelay
@@ -23,8 +23,6 @@ Result = TypeVar("Result")
 # Groups written side by side on PostgreSQL: while one waits for its commit, the next is on its
 # way (SQLite has one writer at a time).
 GROUP_WRITERS_POSTGRES = 2
-# A service's use case writing many items at once (`GroupWrite`, with the service's outbox).
-GroupUseCase = Callable[[AsyncSession, Outbox, Sequence[Item]], Awaitable[list[Result | Exception]]]
 
 
 @dataclass
@@ -45,27 +43,14 @@ class Runtime:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def group_commit(
-        self,
-        name: str,
-        use_case: GroupUseCase[Item, Result],
-        *,
-        begin: GroupBegin | None = None,
+        self, name: str, make_write: Callable[[], GroupWrite[Item, Result]]
     ) -> GroupCommit[Item, Result]:
-        """The process's group commit `name` (`shared.group_commit`) of a use case that writes
-        many items at once with the service's outbox (each group's transaction `begin`s first),
-        made on first use."""
+        """The process's group commit `name` (`shared.group_commit`), made on first use with
+        the write `make_write` makes."""
         group: GroupCommit[Item, Result] | None = self.extensions.get(name)
         if group is None:
-
-            async def write(
-                session: AsyncSession, items: Sequence[Item]
-            ) -> list[Result | Exception]:
-                return await use_case(session, self.outbox, items)
-
             group = self.extensions[name] = GroupCommit(
-                self.sessions,
-                write,
-                begin=begin,
+                make_write(),
                 writers=GROUP_WRITERS_POSTGRES if on_postgres(self.sessions) else 1,
                 observe=self.metrics.group_commit_items(group=name).observe,
             )

@@ -14,14 +14,17 @@ A COMMIT or ROLLBACK with no transaction open on SQLite's side (the pool's rollb
 connection it gets back, most often) takes none.
 Server-side cursors stay aiosqlite's own, a trip per call (a pending BEGIN is sent before one
 opens).
+
+A hot path may also hand the connection's thread a function of its own (`OneTripConnection.run`):
+a whole transaction of several statements in one trip, without SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -33,6 +36,7 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, Sequence[Any], int, int | None]
+_Result = TypeVar("_Result")
 
 
 def _begin(connection: sqlite3.Connection, begin: str) -> None:
@@ -141,6 +145,15 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """Begin a transaction (`begin`: BEGIN, BEGIN IMMEDIATE) in the same trip as the next
         statement, rather than in one of its own."""
         self._begin = begin
+
+    async def run(self, function: Callable[..., _Result], *args: Any) -> _Result:
+        """`function(the sqlite3 connection, *args)` on the connection's thread, in one trip;
+        what it returns. A transaction it begins, it ends: call it on a connection on which
+        SQLAlchemy has none open (`shared.db.driver_connection`)."""
+        async with self._execute_mutex:
+            connection = self._connection
+            result = await connection._execute(function, connection._conn, *args)
+        return cast("_Result", result)
 
     def cursor(self, server_side: bool = False) -> Any:
         if server_side and self._begin is not None:  # aiosqlite's own cursor: BEGIN first

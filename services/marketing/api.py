@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from services.marketing import domain, importer, repository, service
+from services.marketing.captures import CaptureWriter
 from services.marketing.models import ScoringModelVersion
 from services.marketing.schemas import (
     ActivityCreate,
@@ -34,7 +36,7 @@ from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
-from shared.group_commit import GroupCommit
+from shared.group_commit import GroupCommit, GroupWrite
 from shared.http import OutboxDep, RuntimeDep, SessionDep, require, runtime_of
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
@@ -50,11 +52,16 @@ _NOT_YET = {"status_reason": None, "last_activity_at": None, "qualified_at": Non
 
 def captures_of(request: Request) -> GroupCommit[LeadCreate, NewLead]:
     """Leads captured by concurrent requests are committed together (`shared.group_commit`), a
-    group taken once its transaction has read the scoring model in force. (Called, not a
-    dependency: FastAPI's solving of one costs more than this.)"""
-    return runtime_of(request).group_commit(
-        "marketing.captures", service.capture_leads, begin=service.current_model
-    )
+    group in one trip to the database (`captures`). (Called, not a dependency: FastAPI's
+    solving of one costs more than this.)"""
+    runtime = runtime_of(request)
+
+    def make_write() -> GroupWrite[LeadCreate, NewLead]:
+        return functools.partial(
+            service.capture_leads, CaptureWriter(runtime.sessions), runtime.outbox
+        )
+
+    return runtime.group_commit("marketing.captures", make_write)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.marketing import domain, repository
+from services.marketing.captures import CaptureWriter
 from services.marketing.models import (
     Activity,
     Campaign,
@@ -33,7 +34,7 @@ from services.marketing.schemas import (
     ScoringModelBody,
 )
 from shared import versions
-from shared.db import on_postgres
+from shared.db import on_postgres, read_only
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     CampaignCostRecorded,
@@ -74,7 +75,7 @@ _IN_TRANSACTION = "marketing.scoring_model"  # session.info: (its transaction, m
 
 async def current_model(session: AsyncSession) -> tuple[domain.ScoringModel, int]:
     """The scoring model in force and its version (0: the built-in defaults), asked once a
-    transaction (a group of captures reads it before the group is taken: `api.captures_of`)."""
+    transaction."""
     known = session.info.get(_IN_TRANSACTION)
     if known is not None and known[0] is session.get_transaction():
         return known[1], known[2]
@@ -126,35 +127,43 @@ NewLead = dict[str, Any]  # a new lead's column values (`new_lead`)
 
 
 async def capture_leads(
-    session: AsyncSession, outbox: Outbox, bodies: Sequence[LeadCreate]
+    captures: CaptureWriter, outbox: Outbox, bodies: Sequence[LeadCreate]
 ) -> list[NewLead | Exception]:
-    """Create each lead (email unique) with its LeadCaptured, in the session's transaction; for
-    each body, its new lead's column values or the error that refused it (an unknown campaign;
-    a known email, answered with the existing lead's id). Many at once: `shared.group_commit`."""
-    model, _ = await current_model(session)
-    known = await known_campaigns(session, bodies)
-    results: dict[int, NewLead | Exception] = {}  # by the body's index
-    accepted: list[tuple[int, LeadCreate]] = []
-    for index, body in enumerate(bodies):
-        if body.campaign_id and str(body.campaign_id) not in known:
-            results[index] = unknown_campaign(body.campaign_id)
-        else:
-            accepted.append((index, body))
-    chunk = prepare_chunk([body for _, body in accepted], model, now(), outbox)
+    """Create each lead (email unique) with its LeadCaptured, in one transaction; for each body,
+    its new lead's column values or the error that refused it (a known email, answered with the
+    existing lead's id; an unknown campaign). Many at once: `shared.group_commit`."""
+    version, model = captures.model
+    while True:
+        chunk = prepare_chunk(list(bodies), model, now(), outbox)
+        written = await captures.write(chunk.leads, chunk.events, version)
+        if written.version == version:
+            break
+        # Another version is in force: the leads are scored again with it (a change made
+        # through any process applies from the next capture on).
+        async with captures.sessions() as session:
+            model, version = await _model_in_force(session)
+        captures.model = (version, model)
     # The insert is the uniqueness check: a known email (even one a concurrent twin, or a twin in
     # the same group, has just taken) leaves its lead out, without a query before it.
-    inserted = await write_chunk(session, outbox, chunk)
-    taken: list[tuple[int, str]] = []
-    for (index, body), lead in zip(accepted, chunk.leads, strict=True):
-        if lead["id"] in inserted:
-            results[index] = lead
-        else:
-            taken.append((index, body.email))
-    if taken:
-        existing = await repository.lead_ids_by_email(session, {email for _, email in taken})
-        for index, email in taken:
-            results[index] = duplicate_lead(existing.get(email, ""))
-    return [results[index] for index in range(len(bodies))]
+    inserted = set(written.inserted)
+    results: list[NewLead | Exception] = []
+    left_out: list[int] = []
+    for index, lead in enumerate(chunk.leads):
+        results.append(lead)
+        if lead["id"] not in inserted:
+            left_out.append(index)
+    if left_out:  # why: an unknown campaign (said first, as with any other write), or the email
+        refused = [bodies[index] for index in left_out]
+        async with captures.sessions() as session:
+            await read_only(session)
+            known = await known_campaigns(session, refused)
+            existing = await repository.lead_ids_by_email(session, {b.email for b in refused})
+        for index, body in zip(left_out, refused, strict=True):
+            if body.campaign_id and str(body.campaign_id) not in known:
+                results[index] = unknown_campaign(body.campaign_id)
+            else:
+                results[index] = duplicate_lead(existing.get(body.email, ""))
+    return results
 
 
 async def known_campaigns(session: AsyncSession, bodies: Iterable[LeadCreate]) -> set[str]:

@@ -28,16 +28,22 @@ class Refused(Exception):
 
 
 class Notes:
-    """A write that inserts each item's note and records the groups it was given."""
+    """A write that inserts each item's note, a transaction a group, and records the groups it
+    was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
         self.groups: list[list[str]] = []
         self.open = 0  # transactions being written right now
         self.most_open = 0
         self.gate: asyncio.Event | None = None  # when set up, the write waits for it
         self.given = asyncio.Condition()
 
-    async def write(self, session: AsyncSession, items: Sequence[str]) -> list[int | Exception]:
+    async def write(self, items: Sequence[str]) -> list[int | Exception]:
+        async with self.sessions() as session, session.begin():
+            return await self.write_in(session, items)
+
+    async def write_in(self, session: AsyncSession, items: Sequence[str]) -> list[int | Exception]:
         async with self.given:
             self.groups.append(list(items))
             self.given.notify_all()
@@ -100,9 +106,9 @@ async def written_together(
 async def test_items_arriving_while_a_group_is_written_share_the_next_transaction(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
+    notes = Notes(sessions)
     notes.gate = asyncio.Event()
-    group = GroupCommit(sessions, notes.write)
+    group = GroupCommit(notes.write)
     first = asyncio.create_task(group.submit("first"))
     await started(notes, 1)
     later = [asyncio.create_task(group.submit(f"later-{n}")) for n in range(20)]
@@ -118,9 +124,9 @@ async def test_items_arriving_while_a_group_is_written_share_the_next_transactio
 async def test_groups_hold_at_most_max_group_items_and_at_most_writers_run_at_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
+    notes = Notes(sessions)
     notes.gate = asyncio.Event()
-    group = GroupCommit(sessions, notes.write, writers=2, max_group=3)
+    group = GroupCommit(notes.write, writers=2, max_group=3)
     tasks = [asyncio.create_task(group.submit(f"n{n}")) for n in range(8)]
     await started(notes, 2)
     await asyncio.sleep(0.01)
@@ -135,8 +141,8 @@ async def test_groups_hold_at_most_max_group_items_and_at_most_writers_run_at_on
 async def test_an_item_refused_by_the_write_is_raised_to_its_caller_alone(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
-    group = GroupCommit(sessions, notes.write)
+    notes = Notes(sessions)
+    group = GroupCommit(notes.write)
     answers = await written_together(notes, group, ("a", "refused-b", "c"))
     assert answers[:2] == [len("blocker"), len("a")]
     assert isinstance(answers[2], Refused)
@@ -148,8 +154,8 @@ async def test_an_item_refused_by_the_write_is_raised_to_its_caller_alone(
 async def test_a_failed_transaction_is_written_again_an_item_at_a_time(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
-    group = GroupCommit(sessions, notes.write)
+    notes = Notes(sessions)
+    group = GroupCommit(notes.write)
     await group.submit("taken")
     # "taken" again breaks the unique constraint: the group's transaction fails as a whole.
     answers = await written_together(notes, group, ("x", "taken", "y"))
@@ -163,9 +169,9 @@ async def test_a_failed_transaction_is_written_again_an_item_at_a_time(
 async def test_an_item_whose_caller_went_away_before_its_group_is_left_out(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
+    notes = Notes(sessions)
     notes.gate = asyncio.Event()
-    group = GroupCommit(sessions, notes.write)
+    group = GroupCommit(notes.write)
     blocker = asyncio.create_task(group.submit("blocker"))
     await started(notes, 1)
     gone = asyncio.create_task(group.submit("gone"))
@@ -179,67 +185,25 @@ async def test_an_item_whose_caller_went_away_before_its_group_is_left_out(
     assert await stored(sessions) == {"blocker", "kept"}
 
 
-async def test_a_write_giving_too_few_results_commits_nothing_of_the_items_it_fails(
+async def test_a_write_giving_too_few_results_fails_its_group_and_is_not_written_again(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    notes = Notes()
+    notes = Notes(sessions)
     write = notes.write
 
-    async def short_of_one(session: AsyncSession, items: Sequence[str]) -> list[int | Exception]:
-        answers = await write(session, items)
+    async def short_of_one(items: Sequence[str]) -> list[int | Exception]:
+        answers = await write(items)
         return answers[:-1] if "short" in items else answers
 
-    group = GroupCommit(sessions, short_of_one)
+    group = GroupCommit(short_of_one)
     answers = await written_together(notes, group, ("short", "other"))
     assert answers[0] == len("blocker")
-    assert isinstance(answers[1], RuntimeError)  # its group failed, then it alone
-    assert str(answers[1]) == "0 results for 1 items"
-    assert answers[2] == len("other")
+    for answer in answers[1:]:  # a bug: which answer is whose is not known
+        assert isinstance(answer, RuntimeError)
+        assert str(answer) == "1 results for 2 items"
+    assert notes.groups == [["blocker"], ["short", "other"]]  # committed, not written again
     assert await group.submit("after") == len("after")
-    assert await stored(sessions) == {"blocker", "other", "after"}
-
-
-async def test_items_arriving_while_a_group_begins_join_that_group(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    notes = Notes()
-    began, go_on = asyncio.Event(), asyncio.Event()
-
-    async def begin(session: AsyncSession) -> None:
-        await session.execute(select(NOTES.c.id).limit(1))  # the transaction has begun
-        began.set()
-        await go_on.wait()
-
-    group = GroupCommit(sessions, notes.write, begin=begin)
-    first = asyncio.create_task(group.submit("first"))
-    async with asyncio.timeout(5):
-        await began.wait()
-    later = [asyncio.create_task(group.submit(f"later-{n}")) for n in range(5)]
-    await asyncio.sleep(0.01)
-    assert notes.groups == []  # taken only once `begin` is done
-    go_on.set()
-    assert await asyncio.gather(first, *later) == [len("first"), *(len("later-0"),) * 5]
-    assert notes.groups == [["first", *(f"later-{n}" for n in range(5))]]
-    assert await stored(sessions) == {"first", *(f"later-{n}" for n in range(5))}
-
-
-async def test_a_begin_that_fails_fails_the_items_waiting_then_and_no_later_ones(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    notes = Notes()
-    away = True
-
-    async def begin(session: AsyncSession) -> None:
-        if away:
-            raise OSError("the database is away")
-
-    group = GroupCommit(sessions, notes.write, begin=begin)
-    answers = await asyncio.gather(*(group.submit(item) for item in "abc"), return_exceptions=True)
-    assert [type(answer) for answer in answers] == [OSError] * 3
-    assert notes.groups == []
-    away = False
-    assert await group.submit("d") == 1
-    assert await stored(sessions) == {"d"}
+    assert await stored(sessions) == {"blocker", "short", "other", "after"}
 
 
 async def test_an_item_submitted_as_soon_as_the_last_group_is_answered_is_written(
@@ -247,8 +211,8 @@ async def test_an_item_submitted_as_soon_as_the_last_group_is_answered_is_writte
 ) -> None:
     # The caller answered last resumes before its writer's task has quite ended: that writer
     # must not count as one still running, or the next item would wait for a writer none starts.
-    notes = Notes()
-    group = GroupCommit(sessions, notes.write)
+    notes = Notes(sessions)
+    group = GroupCommit(notes.write)
     async with asyncio.timeout(5):
         for n in range(3):
             assert await group.submit(f"next-{n}") == len("next-0")
