@@ -4,8 +4,9 @@ A caller's `submit` returns once the transaction holding its item has committed,
 write gave for its item: each answer is as durable as with a transaction of its own, but the
 transaction's fixed costs (a connection, BEGIN and COMMIT, on SQLite the one write lock, on
 PostgreSQL the flush of its log) are shared by every item that arrived while the group before it
-was being written. A group is written as soon as a writer is free, never held back to gather
-more: a caller alone waits no longer than with a transaction of its own.
+was being written. A group is written as soon as a writer is free, held back no longer than
+one turn of the event loop to gather more: a caller alone waits no longer than with a
+transaction of its own.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class GroupCommit(Generic[Item, Result]):
     async def _write_group(self, group: _Waiting[Item, Result], *, taken: bool = False) -> None:
         """One transaction: the group (unless `taken`, the items waiting now)."""
         if not taken:
+            # The loop's turn first: the requests it has ready to run (read in the same turn
+            # as the one that started this writer, or answered by the group before and sending
+            # their next) submit theirs and join this group rather than make the next one. A
+            # caller alone waits a turn of the loop; under load a group then holds about every
+            # caller at once, and the service does more with the same CPU.
+            await asyncio.sleep(0)
             self._take(group)
         if not group:
             return

@@ -206,6 +206,24 @@ async def test_a_write_giving_too_few_results_fails_its_group_and_is_not_written
     assert await stored(sessions) == {"blocker", "short", "other", "after"}
 
 
+async def test_an_item_submitted_in_the_loops_next_turn_joins_the_group_just_begun(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The loop runs what is ready before the writer takes its group: a request read in the
+    # same turn as the first submits its item in time.
+    notes = Notes(sessions)
+    group = GroupCommit(notes.write)
+    later: list[asyncio.Task[int]] = []
+
+    def next_turn() -> None:
+        later.append(asyncio.create_task(group.submit("next-turn")))
+
+    asyncio.get_running_loop().call_soon(next_turn)  # its task runs after the writer has begun
+    assert await group.submit("first") == len("first")
+    assert await later[0] == len("next-turn")
+    assert notes.groups == [["first", "next-turn"]]
+
+
 async def test_an_item_submitted_as_soon_as_the_last_group_is_answered_is_written(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
