@@ -200,6 +200,12 @@ def driver_values(
     return values
 
 
+def driver_value(dialect: Any, column: Any, value: Any) -> Any:
+    """`value` of `column` as the driver takes it (see `driver_values`)."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if process is None else process(value)
+
+
 @functools.cache
 def _bind_processors(dialect: Any, table: Table, columns: tuple[str, ...]) -> list[Any]:
     """Each column's bind processor (what makes a value the driver's), made once."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,23 +20,16 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
-    BigInteger,
     Index,
     Integer,
     String,
     Table,
     Text,
-    any_,
-    bindparam,
     event,
     func,
-    literal_column,
     select,
     text,
-    union_all,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -45,9 +39,10 @@ from shared.db import (
     PlumbingBase,
     UTCDateTime,
     create_engine,
+    driver_connection,
+    driver_value,
     insert_many,
     on_postgres,
-    read_only,
     session_factory,
 )
 from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
@@ -103,11 +98,6 @@ class _Pending(NamedTuple):
     key: str
     event_type: str
     payload: str
-
-
-# The table's columns, not the entity's attributes: a select of these is Core's, whose rows cost
-# less to make than those of an ORM select (~1 µs a row on SQLite, a quarter of the read's CPU).
-_SENT = tuple(OUTBOX_TABLE.c[field] for field in _Pending._fields)
 
 
 def lane_lock_class(service: str) -> int:
@@ -320,53 +310,56 @@ async def _send_all(producer: AIOKafkaProducer, rows: Sequence[Any]) -> None:
     await asyncio.gather(*sent)
 
 
-# PostgreSQL: the lanes a pass claimed, each its batch of pending rows (a lateral index scan each).
-_PENDING_IN_LANES = text(
-    f"SELECT {', '.join(f'o.{column.name}' for column in _SENT)} "
-    "FROM unnest(CAST(:lanes AS int[])) AS l(lane) CROSS JOIN LATERAL ("
-    f"SELECT {', '.join(column.name for column in _SENT)} FROM outbox "
+# The relay's statements go through the driver's own connection (`shared.db.driver_connection`):
+# SQLAlchemy's work for each cost the event loop more than the database's, and a relay pass runs
+# several. Written once, by hand, in each database's own dialect.
+_COLUMNS = ", ".join(_Pending._fields)
+
+# PostgreSQL: of the lanes given ($1), those with pending rows, in random order, whose advisory
+# lock ($2, the lane) this transaction gets, at most $3 of them. MATERIALIZED: the lock must
+# not be pushed down to every candidate lane.
+_CLAIM_LANES = (
+    "WITH candidates AS MATERIALIZED (SELECT l.lane FROM unnest($1::int[]) AS l(lane) "
+    "WHERE EXISTS (SELECT 1 FROM outbox "
+    "WHERE outbox.lane = l.lane AND outbox.published_at IS NULL) "
+    "ORDER BY random()) "
+    "SELECT lane FROM candidates WHERE pg_try_advisory_xact_lock($2, lane) LIMIT $3"
+)
+# PostgreSQL: the lanes a pass claimed ($1), each its batch ($2) of pending rows (a lateral
+# index scan each). A statement of its own, after the claim: its snapshot then holds what the
+# lanes' last holder committed before letting go of them.
+_PENDING_IN_LANES = (
+    f"SELECT {', '.join(f'o.{name}' for name in _Pending._fields)} "
+    "FROM unnest($1::int[]) AS l(lane) CROSS JOIN LATERAL ("
+    f"SELECT {_COLUMNS} FROM outbox "
     "WHERE outbox.lane = l.lane AND outbox.published_at IS NULL "
-    "ORDER BY outbox.id LIMIT :batch) AS o"
+    "ORDER BY outbox.id LIMIT $2) AS o"
 )
-
-
-# Marking a pass's rows published, built once: the table's (Core) update, not the entity's (no
-# objects of these rows to bring up to date, and the ORM's bulk update costs more than the
-# update), the ids bound as one parameter: an array, or on SQLite a JSON array (`json_each`),
-# rather than one parameter an id, which SQLAlchemy would expand anew for every pass.
-_MARK_ON_POSTGRES = (
-    update(OUTBOX_TABLE)
-    .where(OUTBOX_TABLE.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-    .values(published_at=bindparam("now"))
-)
-_MARK_ON_SQLITE = (
-    update(OUTBOX_TABLE)
-    .where(
-        OUTBOX_TABLE.c.id.in_(
-            select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
-        )
-    )
-    .values(published_at=bindparam("now"))
-)
+# Marking a pass's rows published, their ids one parameter: an array, or on SQLite a JSON array
+# (`json_each`). A lone statement on SQLite is a transaction of its own.
+_MARK_ON_POSTGRES = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
+_MARK_ON_SQLITE = "UPDATE outbox SET published_at = ? WHERE id IN (SELECT value FROM json_each(?))"
 
 
 @functools.cache
-def _pending_in_every_lane(lanes: int, batch: int) -> Any:
-    """Each of `lanes` lanes' first `batch` pending rows after the id bound as `after<lane>`, one
-    index range scan each."""
-    per_lane = [
-        select(*_SENT)
-        .where(
-            OUTBOX_TABLE.c.published_at.is_(None),
-            OUTBOX_TABLE.c.lane == lane,
-            OUTBOX_TABLE.c.id > bindparam(f"after{lane}"),
-        )
-        .order_by(OUTBOX_TABLE.c.id)
-        .limit(batch)
-        .subquery()
-        for lane in range(lanes)
-    ]
-    return union_all(*(select(*lane.c) for lane in per_lane))
+def _pending_on_sqlite(lanes: int) -> str:
+    """SQLite: each of `lanes` lanes' first pending rows after an id, one index range scan
+    each; for each lane, its number, the id and how many rows are bound, in turn."""
+    per_lane = (
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM outbox "
+        "WHERE published_at IS NULL AND lane = ? AND id > ? ORDER BY id LIMIT ?)"
+    )
+    return " UNION ALL ".join([per_lane] * lanes)
+
+
+def _read_on_sqlite(
+    connection: sqlite3.Connection, statement: str, parameters: list[int]
+) -> list[_Pending]:
+    return _in_id_order(connection.execute(statement, parameters))
+
+
+def _mark_on_sqlite(connection: sqlite3.Connection, published_at: str, ids: str) -> None:
+    connection.execute(_MARK_ON_SQLITE, (published_at, ids))
 
 
 class OutboxRelay:
@@ -382,6 +375,7 @@ class OutboxRelay:
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._metrics = metrics
         self._wake = asyncio.Event()
         self._stopping = False
@@ -479,11 +473,13 @@ class OutboxRelay:
     async def _publish_claimed(self, producer: AIOKafkaProducer) -> int:
         """PostgreSQL: one pass over the lanes it can lock, up to a batch of rows per lane. The
         lane locks last until the rows are marked: replicas never overlap."""
-        async with self._sessions() as session, session.begin():
-            rows = await self._pending(session, await self._claim_lanes(session))
+        async with driver_connection(self._engine) as connection, connection.transaction():
+            lanes = await self._claim_lanes(connection)
+            rows = await self._pending(connection, lanes)
             if rows:
                 await send_rows(producer, rows, self._send_timeout_s)
-                await self._mark_published(session, rows)
+                ids = [row.id for row in rows]
+                await connection.execute(_MARK_ON_POSTGRES, ids, datetime.now(UTC))
         self._count(rows)
         return len(rows)
 
@@ -527,28 +523,29 @@ class OutboxRelay:
 
     async def _read_pending(self, after: list[int] | None) -> list[_Pending]:
         """SQLite: up to a batch of each lane's oldest pending rows after `after[lane]` (none if
-        `after` is None), in id order. The statement is built once (building it costs ~1.7 ms).
-        """
+        `after` is None), in id order, read in one trip."""
         if after is None:
             return []
-        query = _pending_in_every_lane(len(after), self._settings.outbox_batch_size)
-        params = {f"after{lane}": bound for lane, bound in enumerate(after)}
-        async with self._sessions() as session:
-            await read_only(session)
-            return _in_id_order(await session.execute(query, params))
+        batch = self._settings.outbox_batch_size
+        bound = [value for lane, last in enumerate(after) for value in (lane, last, batch)]
+        async with driver_connection(self._engine) as connection:
+            return await connection.run(_read_on_sqlite, _pending_on_sqlite(len(after)), bound)
 
     async def _mark_in_transaction(self, rows: Sequence[_Pending]) -> None:
+        """SQLite: `rows` marked published, in one trip."""
         if not rows:
             return
-        async with self._sessions() as session, session.begin():
-            await self._mark_published(session, rows)
+        ids = orjson.dumps([row.id for row in rows]).decode()
+        published_at = driver_value(self._engine.dialect, _PUBLISHED_AT, datetime.now(UTC))
+        async with driver_connection(self._engine) as connection:
+            await connection.run(_mark_on_sqlite, published_at, ids)
         self._count(rows)
 
     def _count(self, rows: Sequence[_Pending]) -> None:
         if rows and self._metrics is not None:
             self._metrics.outbox_published.inc(len(rows))
 
-    async def _pending(self, session: AsyncSession, lanes: list[int]) -> list[_Pending]:
+    async def _pending(self, connection: Any, lanes: list[int]) -> list[_Pending]:
         """PostgreSQL: up to a batch of each of `lanes`' oldest pending rows (a per-lane prefix),
         in id order.
 
@@ -556,40 +553,22 @@ class OutboxRelay:
         """
         if not lanes:
             return []
-        params = {"lanes": lanes, "batch": self._settings.outbox_batch_size}
-        return _in_id_order(await session.execute(_PENDING_IN_LANES, params))
+        batch = self._settings.outbox_batch_size
+        return _in_id_order(await connection.fetch(_PENDING_IN_LANES, lanes, batch))
 
-    async def _mark_published(self, session: AsyncSession, rows: Sequence[_Pending]) -> None:
-        ids = [row.id for row in rows]
-        now = datetime.now(UTC)
-        if self._postgres:
-            await session.execute(_MARK_ON_POSTGRES, {"ids": ids, "now": now})
-        else:
-            await session.execute(_MARK_ON_SQLITE, {"ids": orjson.dumps(ids).decode(), "now": now})
-
-    async def _claim_lanes(self, session: AsyncSession) -> list[int]:
-        """The lanes whose PostgreSQL advisory lock this relay gets for this transaction.
+    async def _claim_lanes(self, connection: Any) -> list[int]:
+        """The lanes whose PostgreSQL advisory lock this relay gets for the transaction open
+        on `connection` (asyncpg's).
 
         No two relays publish rows of the same aggregate at once, and each publishes its lanes'
-        rows in id order: per-aggregate order holds with any number of replicas.
+        rows in id order: per-aggregate order holds with any number of replicas. Lanes with
+        pending rows only (an idle lane would waste the pass); at most half of them per batch,
+        in random order, so that replicas share the work.
         """
         lanes = list(range(self._settings.outbox_lanes))
-        result = await session.execute(
-            text(
-                # MATERIALIZED: the lock must not be pushed down to every candidate lane.
-                "WITH candidates AS MATERIALIZED (SELECT l.lane "
-                "FROM unnest(CAST(:lanes AS int[])) AS l(lane) "
-                "WHERE EXISTS (SELECT 1 FROM outbox "
-                "WHERE outbox.lane = l.lane AND outbox.published_at IS NULL) "
-                "ORDER BY random()) "
-                "SELECT lane FROM candidates "
-                "WHERE pg_try_advisory_xact_lock(:cls, lane) LIMIT :most"
-            ),
-            # Lanes with pending rows only (an idle lane would waste the pass); at most half of
-            # them per batch, in random order, so that replicas share the work.
-            {"lanes": lanes, "cls": self._lane_lock_class, "most": max(1, -(-len(lanes) // 2))},
-        )
-        return [row[0] for row in result]
+        most = max(1, -(-len(lanes) // 2))
+        claimed = await connection.fetch(_CLAIM_LANES, lanes, self._lane_lock_class, most)
+        return [row[0] for row in claimed]
 
     async def _update_gauges(self) -> None:
         assert self._metrics is not None
@@ -608,6 +587,9 @@ class OutboxRelay:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_PUBLISHED_AT = OUTBOX_TABLE.c.published_at
 
 
 def _in_id_order(rows: Iterable[Any]) -> list[_Pending]:

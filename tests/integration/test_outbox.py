@@ -20,7 +20,7 @@ from baton.broker import EmbeddedBroker
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
 from shared.bus import create_producer, ensure_topics
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, driver_connection, session_factory
 from shared.migrations import upgrade
 from shared.outbox import (
     OutboxRelay,
@@ -296,11 +296,11 @@ async def test_a_relay_claims_half_of_the_lanes_with_pending_rows(
                 )
 
     async def claim() -> tuple[list[int], int]:
-        async with sessions() as session, session.begin():
-            lanes = await relay._claim_lanes(session)
-            held = await session.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"),
-                {"c": lane_lock_class("marketing")},
+        async with driver_connection(engine) as connection, connection.transaction():
+            lanes = await relay._claim_lanes(connection)
+            held = await connection.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1",
+                lane_lock_class("marketing"),
             )
             return lanes, int(held or 0)
 
