@@ -52,6 +52,7 @@ from bench.fleet import (
     sqlite_writer,
 )
 from services.marketing import domain, importer
+from services.marketing.captures import EVENT_COLUMNS, LEAD_COLUMNS
 from shared.auth import mint_token
 from shared.events.catalog import LeadSource
 from shared.ids import new_ids
@@ -59,30 +60,6 @@ from shared.outbox import lane_of
 from shared.settings import ServiceSettings, topic_of
 
 RATIO_TARGET, PG_RATE_TARGET = 0.25, 5_000.0
-COLUMNS = (
-    "id",
-    "email",
-    "name",
-    "company",
-    "title",
-    "source",
-    "campaign_id",
-    "status",
-    "captured_at",
-    "score",
-    "touches",
-    "times_qualified",
-)
-OUTBOX_COLUMNS = (
-    "event_id",
-    "event_type",
-    "topic",
-    "key",
-    "lane",
-    "payload",
-    "occurred_at",
-    "created_at",
-)
 TOPIC, OUTBOX_LANES = topic_of("marketing"), ServiceSettings.model_fields["outbox_lanes"].default
 TITLES = ("CTO", "Head of Sales", "Engineer", "")
 SOURCES: tuple[str, ...] = LeadSource.__args__  # type: ignore[attr-defined]
@@ -169,7 +146,7 @@ class Raw:
         if self.postgres:
             return float(asyncio.run(self._pg(lambda c: self._pg_insert(c, rows, copy))))
         values = [(*r[:8], _sqlite_time(r[8]), *r[9:]) for r in rows]
-        statement = f"INSERT INTO leads_raw ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 12)})"
+        statement = f"INSERT INTO leads_raw ({', '.join(LEAD_COLUMNS)}) VALUES ({', '.join('?' * 12)})"
         with contextlib.closing(sqlite_writer(self.path)) as c:
             started = time.perf_counter()
             c.execute("BEGIN IMMEDIATE")
@@ -181,8 +158,8 @@ class Raw:
         """Seconds the floor takes from the CSV bytes to its leads and outbox rows committed."""
         started = time.perf_counter()
         leads, events = floor_rows(body)
-        lead_sql = f"INSERT INTO leads_floor ({', '.join(COLUMNS)}) VALUES ({{}})"
-        event_sql = f"INSERT INTO outbox_floor ({', '.join(OUTBOX_COLUMNS)}) VALUES ({{}})"
+        lead_sql = f"INSERT INTO leads_floor ({', '.join(LEAD_COLUMNS)}) VALUES ({{}})"
+        event_sql = f"INSERT INTO outbox_floor ({', '.join(EVENT_COLUMNS)}) VALUES ({{}})"
         if self.postgres:
 
             async def insert(connection: Any) -> None:
@@ -207,11 +184,11 @@ class Raw:
 
     @staticmethod
     async def _pg_insert(connection: Any, rows: list[tuple[Any, ...]], copy: bool) -> float:
-        statement = f"INSERT INTO leads_raw ({', '.join(COLUMNS)}) VALUES ({_pg_params(12)})"
+        statement = f"INSERT INTO leads_raw ({', '.join(LEAD_COLUMNS)}) VALUES ({_pg_params(12)})"
         started = time.perf_counter()
         async with connection.transaction():
             if copy:
-                await connection.copy_records_to_table("leads_copy", records=rows, columns=COLUMNS)
+                await connection.copy_records_to_table("leads_copy", records=rows, columns=LEAD_COLUMNS)
             else:
                 await connection.executemany(statement, rows)
         return time.perf_counter() - started

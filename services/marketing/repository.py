@@ -1,4 +1,4 @@
-"""Every query of the marketing service."""
+"""Every query of the marketing service, but the captures' one-trip write (`captures`)."""
 
 from __future__ import annotations
 
