@@ -146,7 +146,8 @@ class Raw:
         if self.postgres:
             return float(asyncio.run(self._pg(lambda c: self._pg_insert(c, rows, copy))))
         values = [(*r[:8], _sqlite_time(r[8]), *r[9:]) for r in rows]
-        statement = f"INSERT INTO leads_raw ({', '.join(LEAD_COLUMNS)}) VALUES ({', '.join('?' * 12)})"
+        names, marks = ", ".join(LEAD_COLUMNS), ", ".join("?" * len(LEAD_COLUMNS))
+        statement = f"INSERT INTO leads_raw ({names}) VALUES ({marks})"
         with contextlib.closing(sqlite_writer(self.path)) as c:
             started = time.perf_counter()
             c.execute("BEGIN IMMEDIATE")
@@ -188,7 +189,9 @@ class Raw:
         started = time.perf_counter()
         async with connection.transaction():
             if copy:
-                await connection.copy_records_to_table("leads_copy", records=rows, columns=LEAD_COLUMNS)
+                await connection.copy_records_to_table(
+                    "leads_copy", records=rows, columns=LEAD_COLUMNS
+                )
             else:
                 await connection.executemany(statement, rows)
         return time.perf_counter() - started
