@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import zlib
@@ -341,21 +340,31 @@ _MARK_ON_POSTGRES = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigi
 _MARK_ON_SQLITE = "UPDATE outbox SET published_at = ? WHERE id IN (SELECT value FROM json_each(?))"
 
 
-@functools.cache
-def _pending_on_sqlite(lanes: int) -> str:
-    """SQLite: each of `lanes` lanes' first pending rows after an id, one index range scan
-    each; for each lane, its number, the id and how many rows are bound, in turn."""
-    per_lane = (
-        f"SELECT * FROM (SELECT {_COLUMNS} FROM outbox "
-        "WHERE published_at IS NULL AND lane = ? AND id > ? ORDER BY id LIMIT ?)"
-    )
-    return " UNION ALL ".join([per_lane] * lanes)
+# SQLite, which has one writer: ids are committed in order, so the pending rows after a pass are
+# those after its last id. The oldest pending row of a lane (a seek in `ix_outbox_pending`), and
+# a pass: the pending rows after an id, in id order (a range of the table's own order, its rows
+# side by side, rather than a seek for each row from the lanes' index).
+_OLDEST_PENDING_IN_LANE = "SELECT min(id) FROM outbox WHERE published_at IS NULL AND lane = ?"
+_PENDING_AFTER = (
+    f"SELECT {_COLUMNS} FROM outbox WHERE id > ? AND published_at IS NULL ORDER BY id LIMIT ?"
+)
 
 
 def _read_on_sqlite(
-    connection: sqlite3.Connection, statement: str, parameters: list[int]
+    connection: sqlite3.Connection, after: int | None, lanes: int, most: int
 ) -> list[_Pending]:
-    return _in_id_order(connection.execute(statement, parameters))
+    """Up to `most` pending rows after the id `after` (None: from the oldest pending row of
+    any of `lanes` lanes), in id order."""
+    if after is None:
+        oldest = [
+            connection.execute(_OLDEST_PENDING_IN_LANE, (lane,)).fetchone()[0]
+            for lane in range(lanes)
+        ]
+        first = min((found for found in oldest if found is not None), default=None)
+        if first is None:
+            return []
+        after = first - 1
+    return list(map(_Pending._make, connection.execute(_PENDING_AFTER, (after, most))))
 
 
 def _mark_on_sqlite(connection: sqlite3.Connection, published_at: str, ids: str) -> None:
@@ -484,32 +493,31 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish_in_turn(self, producer: AIOKafkaProducer) -> int:
-        """SQLite: passes of up to a batch of rows per lane, one after the other until nothing is
-        pending (or for about a second, so that the gauges keep up), the database's work
-        overlapping the broker's: while a pass is sent, the next one is read (each lane's rows
-        after this pass's) and the one before is marked published.
+        """SQLite: passes of the oldest pending rows (as many as a batch per lane), one after
+        the other until nothing is pending (or for about a second, so that the gauges keep up),
+        the database's work overlapping the broker's: while a pass is sent, the next one is read
+        (the rows after this pass's last id) and the one before is marked published.
 
         A pass is sent only once the one before it is acknowledged, and marked only once it is
         acknowledged itself. A failure stops the passes in flight: every row not yet marked stays
         pending, to be sent again in order. SQLite has one writer, so a row committed later has
-        a higher id than any already visible: reading on after a pass's last id per lane misses
-        none. The reads take no write lock, and the sends hold none: requests keep committing
-        while a send waits on a slow or absent broker.
+        a higher id than any already visible: reading on after a pass's last id misses none, and
+        the rows go out in id order, each aggregate's in its own order. The reads take no write
+        lock, and the sends hold none: requests keep committing while a send waits on a slow or
+        absent broker.
         """
         loop = asyncio.get_running_loop()
         until = loop.time() + 1.0
-        after = [0] * self._settings.outbox_lanes
-        rows = await self._read_pending(after)
+        rows = await self._read_pending(None)
         sent: list[_Pending] = []
         published = 0
         while rows:
-            for row in rows:  # in id order
-                after[row.lane] = row.id
+            reading = self._read_pending(rows[-1].id) if loop.time() < until else _no_rows()
             # Each step runs to its end (a send's has a timeout): a mark is not cut off halfway.
             sending, marking, upcoming = await asyncio.gather(
                 send_rows(producer, rows, self._send_timeout_s),
                 self._mark_in_transaction(sent),
-                self._read_pending(after if loop.time() < until else None),
+                reading,
                 return_exceptions=True,
             )
             for outcome in (sending, marking, upcoming):
@@ -521,15 +529,13 @@ class OutboxRelay:
         await self._mark_in_transaction(sent)
         return published + len(sent)
 
-    async def _read_pending(self, after: list[int] | None) -> list[_Pending]:
-        """SQLite: up to a batch of each lane's oldest pending rows after `after[lane]` (none if
-        `after` is None), in id order, read in one trip."""
-        if after is None:
-            return []
-        batch = self._settings.outbox_batch_size
-        bound = [value for lane, last in enumerate(after) for value in (lane, last, batch)]
+    async def _read_pending(self, after: int | None) -> list[_Pending]:
+        """SQLite: a pass, the pending rows after the id `after` (None: from the oldest), in id
+        order, read in one trip."""
+        lanes = self._settings.outbox_lanes
+        most = self._settings.outbox_batch_size * lanes
         async with driver_connection(self._engine) as connection:
-            return await connection.run(_read_on_sqlite, _pending_on_sqlite(len(after)), bound)
+            return await connection.run(_read_on_sqlite, after, lanes, most)
 
     async def _mark_in_transaction(self, rows: Sequence[_Pending]) -> None:
         """SQLite: `rows` marked published, in one trip."""
@@ -590,6 +596,10 @@ def _aware(value: datetime) -> datetime:
 
 
 _PUBLISHED_AT = OUTBOX_TABLE.c.published_at
+
+
+async def _no_rows() -> list[_Pending]:
+    return []
 
 
 def _in_id_order(rows: Iterable[Any]) -> list[_Pending]:

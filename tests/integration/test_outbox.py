@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from baton.broker import EmbeddedBroker
 from services.marketing.app import SPEC as MARKETING
@@ -184,6 +184,55 @@ async def test_sqlite_relay_reads_the_next_pass_while_it_sends(
     finally:
         await relay.stop()
     assert_each_once_in_order(messages, keys, 100)
+    assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
+async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published_ones(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A pass reads on in id order from the oldest pending row of any lane: rows published
+    before it, and rows published after it (as a relay reading lane by lane could leave them),
+    are not sent again."""
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
+    settings = make_settings(
+        "marketing",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+        outbox_batch_size=3,
+        outbox_lanes=4,
+    )
+    engine = create_engine(settings.db_url)
+    await upgrade(engine, "marketing", MARKETING.migrations)
+    sessions = session_factory(engine)
+    keys = [str(uuid.uuid4()) for _ in range(6)]
+    await add_test_rows(sessions, topic, keys, range(10), settings.outbox_lanes)
+    async with sessions() as session, session.begin():  # 18 published, then every third
+        ids = list((await session.scalars(select(OutboxRow.id).order_by(OutboxRow.id))).all())
+        published = [i for n, i in enumerate(ids) if n < 18 or n % 3 == 0]
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(published))
+            .values(published_at=datetime.now(UTC))
+        )
+    relay = OutboxRelay(settings, sessions)
+    relay.start()
+    try:
+        messages = await read_topic(broker.bootstrap, topic, expected=len(ids) - len(published))
+    finally:
+        await relay.stop()
+    sent = [orjson.loads(m.value)["id"] for m in messages]
+    async with sessions() as session:
+        expected = set(
+            (
+                await session.scalars(
+                    select(OutboxRow.event_id).where(OutboxRow.id.not_in(published))
+                )
+            ).all()
+        )
+    assert sorted(sent) == sorted(expected)  # each pending row once, none published before
     assert await pending_count(engine) == 0
     await engine.dispose()
 
