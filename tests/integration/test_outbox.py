@@ -157,19 +157,7 @@ async def test_sqlite_relay_reads_the_next_pass_while_it_sends(
     """On SQLite a pass is read while the one before is sent, and marked while the next is: with
     passes of 4 x 10 rows, 1,000 rows written before the relay starts and 1,000 more committed
     while it runs each arrive once, every key's in order, and none is left pending."""
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
-    settings = make_settings(
-        "marketing",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
-        bootstrap=broker.bootstrap,
-        data_dir=tmp_path,
-        outbox_batch_size=10,
-        outbox_lanes=4,
-    )
-    engine = create_engine(settings.db_url)
-    await upgrade(engine, "marketing", MARKETING.migrations)
-    sessions = session_factory(engine)
+    topic, settings, engine, sessions = await sqlite_relay_setup(broker, tmp_path, batch=10)
     keys = [str(uuid.uuid4()) for _ in range(20)]
     await add_test_rows(sessions, topic, keys, range(50), settings.outbox_lanes)
     relay = OutboxRelay(settings, sessions)
@@ -194,19 +182,7 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
     """A pass reads on in id order from the oldest pending row of any lane: rows published
     before it, and rows published after it (as a relay reading lane by lane could leave them),
     are not sent again."""
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
-    settings = make_settings(
-        "marketing",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
-        bootstrap=broker.bootstrap,
-        data_dir=tmp_path,
-        outbox_batch_size=3,
-        outbox_lanes=4,
-    )
-    engine = create_engine(settings.db_url)
-    await upgrade(engine, "marketing", MARKETING.migrations)
-    sessions = session_factory(engine)
+    topic, settings, engine, sessions = await sqlite_relay_setup(broker, tmp_path, batch=3)
     keys = [str(uuid.uuid4()) for _ in range(6)]
     await add_test_rows(sessions, topic, keys, range(10), settings.outbox_lanes)
     async with sessions() as session, session.begin():  # 18 published, then every third
@@ -235,6 +211,26 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
     assert sorted(sent) == sorted(expected)  # each pending row once, none published before
     assert await pending_count(engine) == 0
     await engine.dispose()
+
+
+async def sqlite_relay_setup(
+    broker: EmbeddedBroker, tmp_path: Path, *, batch: int
+) -> tuple[str, Any, Any, Any]:
+    """A fresh topic, and a marketing database on SQLite whose relay reads `batch` rows a lane
+    over 4 lanes: (topic, settings, engine, sessions)."""
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
+    settings = make_settings(
+        "marketing",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+        outbox_batch_size=batch,
+        outbox_lanes=4,
+    )
+    engine = create_engine(settings.db_url)
+    await upgrade(engine, "marketing", MARKETING.migrations)
+    return topic, settings, engine, session_factory(engine)
 
 
 def assert_each_once_in_order(messages: list[Any], keys: list[str], per_key: int) -> None:
