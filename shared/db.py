@@ -202,8 +202,22 @@ def driver_values(
 
 def driver_value(dialect: Any, column: Any, value: Any) -> Any:
     """`value` of `column` as the driver takes it (see `driver_values`)."""
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    (process,) = _bind_processors(dialect, column.table, (column.name,))
     return value if process is None else process(value)
+
+
+def sqlite_insert_sql(
+    dialect: Any,
+    table: Table,
+    columns: tuple[str, ...],
+    *,
+    skip_conflicts_on: Sequence[str] | None = None,
+    returning: str | None = None,
+) -> tuple[str, str, str]:
+    """On SQLite, for statements run without SQLAlchemy: `INSERT INTO t (columns)`, one row's
+    `(?, ...)`, and what follows the `VALUES` (as `insert_many` makes them)."""
+    conflict = _conflict(columns, skip_conflicts_on, None, ())
+    return _values_insert(dialect, table, columns, conflict, returning)
 
 
 @functools.cache

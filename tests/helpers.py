@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from baton.broker import free_port
 from services import settings_class
 from shared.auth import mint_token
+from shared.db import create_engine, session_factory
 from shared.events import CONTENT_TYPE
+from shared.migrations import upgrade
 from shared.settings import ServiceSettings
 
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -154,3 +156,15 @@ async def publish(bootstrap: str, topic: str, *envelopes: Any) -> None:
             )
     finally:
         await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def migrated_sessions(url: str, service: str, migrations: Path) -> AsyncIterator[Any]:
+    """Sessions of the database at `url`, brought to the service's newest revision; its engine
+    disposed of on exit."""
+    engine = create_engine(url)
+    await upgrade(engine, service, migrations)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()

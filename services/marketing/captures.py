@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.marketing.domain import ScoringModel
 from services.marketing.models import Campaign, Lead, ScoringModelVersion
-from shared.db import SQLITE_MAX_PARAMETERS, driver_connection, driver_values
+from shared.db import SQLITE_MAX_PARAMETERS, driver_connection, driver_values, sqlite_insert_sql
 from shared.outbox import OUTBOX_TABLE, wake_relay
 
 # What a capture writes of a new lead (`service.new_lead`) and of its event (`Outbox.rows`).
@@ -100,6 +100,14 @@ class CaptureWriter:
                     version,
                     list(zip(*lead_values, strict=True)),
                     list(zip(*event_values, strict=True)),
+                    sqlite_insert_sql(
+                        self._dialect,
+                        _LEADS,
+                        LEAD_COLUMNS,
+                        skip_conflicts_on=["email"],
+                        returning="id",
+                    ),
+                    sqlite_insert_sql(self._dialect, OUTBOX_TABLE, EVENT_COLUMNS),
                 )
         if inserted:
             wake_relay(self.sessions)
@@ -111,8 +119,11 @@ def _write_on_sqlite(
     version: int,
     leads: list[tuple[Any, ...]],
     events: list[tuple[Any, ...]],
+    lead_insert: tuple[str, str, str],
+    event_insert: tuple[str, str, str],
 ) -> tuple[int, list[str]]:
-    """On the connection's thread: one transaction (see `CaptureWriter.write`)."""
+    """On the connection's thread: one transaction (see `CaptureWriter.write`); the inserts as
+    `shared.db.sqlite_insert_sql` makes them."""
     connection.execute("BEGIN IMMEDIATE")  # the write lock first, as every writer takes it
     try:
         found = connection.execute(f"SELECT max(version) FROM {_SCORING_MODELS}").fetchone()[0]
@@ -122,7 +133,7 @@ def _write_on_sqlite(
         if named:
             known = _campaigns_among(connection, named)
             leads = [lead for lead in leads if lead[_CAMPAIGN] is None or lead[_CAMPAIGN] in known]
-        head, one, tail = _sqlite_lead_insert()
+        head, one, tail = lead_insert
         inserted: list[str] = []
         per_statement = SQLITE_MAX_PARAMETERS // len(LEAD_COLUMNS)
         for start in range(0, len(leads), per_statement):
@@ -132,7 +143,10 @@ def _write_on_sqlite(
             inserted += [row[0] for row in connection.execute(statement, flat)]
         if inserted:
             event_of = {event[_KEY]: event for event in events}
-            connection.executemany(_sqlite_event_insert(), [event_of[i] for i in inserted])
+            event_head, event_one, _ = event_insert
+            connection.executemany(
+                f"{event_head} VALUES {event_one}", [event_of[i] for i in inserted]
+            )
         connection.execute("COMMIT")
         return version, inserted
     finally:
@@ -144,20 +158,6 @@ def _campaigns_among(connection: sqlite3.Connection, ids: set[str]) -> set[str]:
     marks = ", ".join("?" * len(ids))
     query = f"SELECT id FROM {_CAMPAIGNS} WHERE id IN ({marks})"
     return {row[0] for row in connection.execute(query, list(ids))}
-
-
-@functools.cache
-def _sqlite_lead_insert() -> tuple[str, str, str]:
-    """`INSERT INTO leads (...)`, one row's `(?, ...)`, and what follows the rows."""
-    head = f"INSERT INTO {_LEADS.name} ({', '.join(LEAD_COLUMNS)})"
-    one = f"({', '.join('?' * len(LEAD_COLUMNS))})"
-    return head, one, " ON CONFLICT (email) DO NOTHING RETURNING id"
-
-
-@functools.cache
-def _sqlite_event_insert() -> str:
-    marks = ", ".join("?" * len(EVENT_COLUMNS))
-    return f"INSERT INTO {OUTBOX_TABLE.name} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})"
 
 
 @functools.cache

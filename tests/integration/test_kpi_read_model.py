@@ -17,8 +17,7 @@ from services.kpi.facts import Rules
 from services.kpi.handlers import first
 from services.kpi.ingest import ReadModel
 from services.kpi.models import DailyTotal, DayRevision, LeadRow, OpportunityFact
-from shared.db import create_engine, session_factory
-from shared.migrations import upgrade
+from tests.helpers import migrated_sessions
 
 RULES = Rules(tz=ZoneInfo("Asia/Tokyo"), currency="JPY")
 LEAD, OPPORTUNITY = "lead-1", "opportunity-1"
@@ -27,12 +26,8 @@ AT = datetime(2026, 3, 2, 1, tzinfo=UTC)
 
 @pytest.fixture
 async def sessions(database_url: Callable[[str], Any]) -> AsyncIterator[async_sessionmaker[Any]]:
-    engine = create_engine(await database_url("kpi"))
-    await upgrade(engine, "kpi", KPI.migrations)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(await database_url("kpi"), "kpi", KPI.migrations) as made:
+        yield made
 
 
 def webinar(lead: LeadRow) -> None:

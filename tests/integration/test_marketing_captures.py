@@ -18,11 +18,9 @@ from services.marketing.app import SPEC as MARKETING
 from services.marketing.captures import CaptureWriter
 from services.marketing.models import Campaign, Lead, ScoringModelVersion
 from services.marketing.schemas import LeadCreate
-from shared.db import create_engine, session_factory
 from shared.ids import new_id
-from shared.migrations import upgrade
 from shared.outbox import Outbox, OutboxRelay, OutboxRow
-from tests.helpers import make_settings
+from tests.helpers import make_settings, migrated_sessions
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 OUTBOX = Outbox("baton.marketing", 8)
@@ -30,12 +28,9 @@ OUTBOX = Outbox("baton.marketing", 8)
 
 @pytest.fixture
 async def sessions(database_url: Any) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(await database_url("marketing"))
-    await upgrade(engine, "marketing", MARKETING.migrations)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
+    url = await database_url("marketing")
+    async with migrated_sessions(url, "marketing", MARKETING.migrations) as made:
+        yield made
 
 
 def chunk(*bodies: LeadCreate) -> service.ImportChunk:
