@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import AuthError, TokenVerifier
 from shared.db import PlumbingBase, UTCDateTime, insert_if_absent
+from shared.middleware import header
 from shared.problems import problem_response
 from shared.runtime import Runtime
 
@@ -51,8 +52,7 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        raw_key = headers.get(HEADER)
+        raw_key = header(scope, HEADER)
         runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
         if raw_key is None or runtime is None:
             await self.app(scope, receive, send)
@@ -68,7 +68,7 @@ class IdempotencyMiddleware:
             await response(scope, receive, send)
             return
         sessions = runtime.sessions
-        principal = await _principal(runtime.verifier, headers.get(b"authorization", b""))
+        principal = await _principal(runtime.verifier, header(scope, b"authorization") or b"")
         if principal is None:  # auth will answer 401 itself; nothing to remember
             await self.app(scope, receive, send)
             return

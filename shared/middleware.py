@@ -32,7 +32,7 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(REQUEST_ID, b"").decode("latin-1")[:100]
+        given = (header(scope, REQUEST_ID) or b"").decode("latin-1")[:100]
         # (16 random bytes as hex: what uuid4().hex is made of, at a fraction of its cost)
         rid = given if given.isprintable() and given else secrets.token_hex(16)
         token = logs.request_id.set(rid)
@@ -87,9 +87,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self._limit_for(scope)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _too_large(limit)(scope, receive, send)
+            else:  # the server reads no more of the body than it declares: nothing to count
+                await self.app(scope, receive, send)
             return
         received = 0
         response_started = False
@@ -113,6 +116,14 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not response_started:
                 await _too_large(limit)(scope, receive, send)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of the (lower-case) header `name` of a request, if it has one."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
 
 
 class _BodyTooLarge(HTTPException):
