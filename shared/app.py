@@ -112,7 +112,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         unguarded = [
             f"{' '.join(sorted(route.methods or ()))} {route.path}"
             for route in router.routes
-            if isinstance(route, APIRoute) and required_scope(route.dependant) is None
+            if isinstance(route, APIRoute) and required_scope(route) is None
         ]
         if unguarded:
             raise ValueError(

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,12 +101,45 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return check
 
 
-def required_scope(dependant: Dependant) -> str | None:
-    """The scope that a route's (or dependency's) dependencies `require`, if any does."""
+class GuardedRoute(APIRoute):
+    """A route whose `require(scope)` checks, declared in its `dependencies`, run before FastAPI
+    solves the rest, rather than as dependencies of their own: the same checks, first as
+    before, without FastAPI's solving of one (about 8 µs a request). A `require` taken as a
+    parameter (for the caller) stays a dependency. Every `/v1` router's route class."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        declared = list(kwargs.pop("dependencies", None) or ())
+        # (set before APIRoute's own __init__, which builds the handler)
+        self.guards = [d.dependency for d in declared if d.dependency in _SCOPE_CHECKS]
+        others = [d for d in declared if d.dependency not in _SCOPE_CHECKS]
+        super().__init__(path, endpoint, dependencies=others, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        guards = self.guards
+        if not guards:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            for check in guards:
+                await check(request)
+            return await handler(request)
+
+        return guarded
+
+
+def required_scope(route: APIRoute) -> str | None:
+    """The scope a route `require`s: of its guards (`GuardedRoute`), else of its dependencies."""
+    for check in getattr(route, "guards", ()):
+        return _SCOPE_CHECKS[check]
+    return _dependant_scope(route.dependant)
+
+
+def _dependant_scope(dependant: Dependant) -> str | None:
     for sub in dependant.dependencies:
         scope = _SCOPE_CHECKS.get(sub.call) if sub.call is not None else None
         if scope is None:
-            scope = required_scope(sub)
+            scope = _dependant_scope(sub)
         if scope is not None:
             return scope
     return None

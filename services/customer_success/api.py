@@ -29,10 +29,10 @@ from services.customer_success.schemas import (
 from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
-from shared.http import OutboxDep, SessionDep, require
+from shared.http import GuardedRoute, OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["customer success"])
+router = APIRouter(prefix="/v1", tags=["customer success"], route_class=GuardedRoute)
 READ = Depends(require("customer_success:read"))
 WRITE = Depends(require("customer_success:write"))
 BandFilter = Annotated[str | None, Query(pattern="^(green|yellow|red)$")]

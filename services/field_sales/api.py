@@ -29,10 +29,10 @@ from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import Currency
-from shared.http import OutboxDep, SessionDep, require
+from shared.http import GuardedRoute, OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["field sales"])
+router = APIRouter(prefix="/v1", tags=["field sales"], route_class=GuardedRoute)
 READ = Depends(require("field_sales:read"))
 WRITE = Depends(require("field_sales:write"))
 StageFilter = Annotated[

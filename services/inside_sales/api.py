@@ -28,10 +28,10 @@ from services.inside_sales.schemas import (
 from shared import versions
 from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
-from shared.http import OutboxDep, SessionDep, require
+from shared.http import GuardedRoute, OutboxDep, SessionDep, require
 from shared.pagination import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["inside sales"])
+router = APIRouter(prefix="/v1", tags=["inside sales"], route_class=GuardedRoute)
 READ = Depends(require("inside_sales:read"))
 WRITE = Depends(require("inside_sales:write"))
 QueueStatus = Annotated[

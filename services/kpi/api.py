@@ -26,10 +26,10 @@ from services.kpi.schemas import (
 from services.kpi.service import Scope
 from services.kpi.settings import Settings
 from shared.events.catalog import LeadSource
-from shared.http import RuntimeDep, SessionDep, require
+from shared.http import GuardedRoute, RuntimeDep, SessionDep, require
 from shared.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["kpi"])
+router = APIRouter(prefix="/v1", tags=["kpi"], route_class=GuardedRoute)
 READ = Depends(require("kpi:read"))
 WRITE = Depends(require("kpi:write"))
 MAX_PERIODS = 400

@@ -37,11 +37,11 @@ from shared.auth import ADMIN_SCOPE, Principal
 from shared.errors import NotFound
 from shared.events.catalog import FeedbackKind, LeadSource
 from shared.group_commit import GroupCommit, GroupWrite
-from shared.http import OutboxDep, RuntimeDep, SessionDep, require, runtime_of
+from shared.http import GuardedRoute, OutboxDep, RuntimeDep, SessionDep, require, runtime_of
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import Problem
 
-router = APIRouter(prefix="/v1", tags=["marketing"])
+router = APIRouter(prefix="/v1", tags=["marketing"], route_class=GuardedRoute)
 READ = Depends(require("marketing:read"))
 WRITE = Depends(require("marketing:write"))
 

@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends
+from fastapi.routing import APIRoute
 
 from baton.broker import EmbeddedBroker
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
 from shared.app import create_service_app
 from shared.auth import mint_token
-from shared.http import require
+from shared.http import GuardedRoute, require
 from shared.problems import PROBLEM_JSON
 from shared.settings import SERVICES
 from tests.helpers import TEST_SECRET, auth, make_settings, serve
@@ -58,6 +59,11 @@ async def test_auth(marketing: httpx.AsyncClient) -> None:
     assert no_token.status_code == 401
     assert no_token.headers["content-type"] == PROBLEM_JSON
     assert no_token.headers["www-authenticate"] == "Bearer"
+    # The token is checked before the body is read: a caller without one learns nothing of it.
+    unread = await marketing.post(
+        "/v1/leads", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert unread.status_code == 401
 
     wrong_scope = await marketing.post("/v1/leads", json=body(), headers=auth("marketing:read"))
     assert wrong_scope.status_code == 403
@@ -127,16 +133,18 @@ async def test_every_v1_route_requires_a_token_and_a_scope(
 
 def test_a_v1_route_without_a_scope_is_refused_at_start_up() -> None:
     """A /v1 route that forgot `require(scope)` stops the app from being made, naming it."""
-    guarded, forgot = APIRouter(prefix="/v1"), APIRouter(prefix="/v1")
+    for route_class in (APIRoute, GuardedRoute):
+        guarded = APIRouter(prefix="/v1", route_class=route_class)
+        forgot = APIRouter(prefix="/v1", route_class=route_class)
 
-    @guarded.get("/things", dependencies=[Depends(require("marketing:read"))])
-    @forgot.get("/things")
-    async def things() -> list[str]:
-        return []
+        @guarded.get("/things", dependencies=[Depends(require("marketing:read"))])
+        @forgot.get("/things")
+        async def things() -> list[str]:
+            return []
 
-    create_service_app(dataclasses.replace(MARKETING, routers=[guarded]))
-    with pytest.raises(ValueError, match=r"GET /v1/things"):
-        create_service_app(dataclasses.replace(MARKETING, routers=[forgot]))
+        create_service_app(dataclasses.replace(MARKETING, routers=[guarded]))
+        with pytest.raises(ValueError, match=r"GET /v1/things"):
+            create_service_app(dataclasses.replace(MARKETING, routers=[forgot]))
 
 
 async def test_problem_details_name_the_field(marketing: httpx.AsyncClient) -> None:
