@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sqlite3
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -393,6 +394,8 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
         self._postgres = on_postgres(sessions)
+        # PostgreSQL: the last round filled a lane's batch (more may be pending than a pass takes)
+        self._backlog = False
         self._lane_lock_class = lane_lock_class(settings.service)
         self.connected = False
         sessions.configure(info={**sessions.kw.get("info", {}), _NOTIFY: self.wake})
@@ -473,23 +476,33 @@ class OutboxRelay:
         """Publish pending rows; return how many were published (none: nothing was pending)."""
         if not self._postgres:
             return await self._publish_in_turn(producer)
-        # Two passes side by side, each on the lanes it could lock (up to half of them), so that
-        # one's database work overlaps the other's wait for the broker.
+        lanes = self._settings.outbox_lanes
+        if not self._backlog:
+            # What is pending fits in a pass (the round before filled no lane's batch): one
+            # pass over every lane it can lock, its transaction's trips made once.
+            return await self._publish_claimed(producer, lanes)
+        # A backlog: two passes side by side, each on the lanes it could lock (up to half of
+        # them), so that one's database work overlaps the other's wait for the broker.
+        self._backlog = False
+        half = max(1, -(-lanes // 2))
         async with asyncio.TaskGroup() as passes:  # a failure cancels the other pass
-            both = [passes.create_task(self._publish_claimed(producer)) for _ in range(2)]
+            both = [passes.create_task(self._publish_claimed(producer, half)) for _ in range(2)]
         return sum(task.result() for task in both)
 
-    async def _publish_claimed(self, producer: AIOKafkaProducer) -> int:
-        """PostgreSQL: one pass over the lanes it can lock, up to a batch of rows per lane. The
-        lane locks last until the rows are marked: replicas never overlap."""
+    async def _publish_claimed(self, producer: AIOKafkaProducer, most: int) -> int:
+        """PostgreSQL: one pass over the lanes it can lock (at most `most`), up to a batch of rows
+        per lane. The lane locks last until the rows are marked: replicas never overlap."""
         async with driver_connection(self._engine) as connection, connection.transaction():
-            lanes = await self._claim_lanes(connection)
+            lanes = await self._claim_lanes(connection, most)
             rows = await self._pending(connection, lanes)
             if rows:
                 await send_rows(producer, rows, self._send_timeout_s)
                 ids = [row.id for row in rows]
                 await connection.execute(_MARK_ON_POSTGRES, ids, datetime.now(UTC))
         self._count(rows)
+        batch = self._settings.outbox_batch_size
+        if len(rows) >= batch and max(Counter(row.lane for row in rows).values()) >= batch:
+            self._backlog = True  # a lane filled its batch (more may wait): two passes next
         return len(rows)
 
     async def _publish_in_turn(self, producer: AIOKafkaProducer) -> int:
@@ -562,17 +575,16 @@ class OutboxRelay:
         batch = self._settings.outbox_batch_size
         return _in_id_order(await connection.fetch(_PENDING_IN_LANES, lanes, batch))
 
-    async def _claim_lanes(self, connection: Any) -> list[int]:
-        """The lanes whose PostgreSQL advisory lock this relay gets for the transaction open
-        on `connection` (asyncpg's).
+    async def _claim_lanes(self, connection: Any, most: int) -> list[int]:
+        """The lanes (at most `most`) whose PostgreSQL advisory lock this relay gets for the
+        transaction open on `connection` (asyncpg's).
 
         No two relays publish rows of the same aggregate at once, and each publishes its lanes'
         rows in id order: per-aggregate order holds with any number of replicas. Lanes with
-        pending rows only (an idle lane would waste the pass); at most half of them per batch,
-        in random order, so that replicas share the work.
+        pending rows only (an idle lane would waste the pass), in random order, so that
+        replicas share the work of a backlog (passed half of them at a time).
         """
         lanes = list(range(self._settings.outbox_lanes))
-        most = max(1, -(-len(lanes) // 2))
         claimed = await connection.fetch(_CLAIM_LANES, lanes, self._lane_lock_class, most)
         return [row[0] for row in claimed]
 

@@ -309,11 +309,62 @@ async def test_rows_beyond_one_record_batch_keep_their_order_and_partition(
     assert all(seqs == list(range(40)) for seqs in by_key.values())
 
 
+@pytest.mark.postgres
+async def test_a_postgres_relay_takes_two_passes_only_for_a_backlog(
+    broker: EmbeddedBroker, postgres: Any, tmp_path: Path
+) -> None:
+    """What fits in a pass goes in one (every lane it can lock); once a pass fills a lane's
+    batch, the next round is two passes side by side, each on up to half of the lanes."""
+    url = await postgres.create()
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
+    settings = make_settings(
+        "marketing",
+        database_url=url,
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+        outbox_batch_size=5,
+        outbox_lanes=4,
+    )
+    engine = create_engine(url)
+    await upgrade(engine, "marketing", MARKETING.migrations)
+    sessions = session_factory(engine)
+    relay = OutboxRelay(settings, sessions)
+    passes: list[int] = []  # the `most` lanes of each pass
+    claimed = relay._publish_claimed
+
+    async def counted(producer: Any, most: int) -> int:
+        passes.append(most)
+        return await claimed(producer, most)
+
+    relay._publish_claimed = counted  # type: ignore[method-assign]
+    producer = create_producer(settings)
+    await producer.start()
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    try:
+        await add_test_rows(sessions, topic, keys, range(1), settings.outbox_lanes)
+        assert await relay._publish(producer) == 3
+        assert passes == [4]
+        await add_test_rows(sessions, topic, keys, range(1, 12), settings.outbox_lanes)
+        published = await relay._publish(producer)  # one pass, a batch of each lane: full
+        assert passes == [4, 4] and published >= 5
+        while published:
+            published = await relay._publish(producer)
+        assert passes[2] == passes[3] == 2  # two passes of half of the lanes each
+        assert passes[-1] == 4  # the last round found what is left fits in one pass
+    finally:
+        await producer.stop()
+    assert_each_once_in_order(await read_topic(broker.bootstrap, topic, 36), keys, 12)
+    assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
 async def test_a_relay_claims_half_of_the_lanes_with_pending_rows(
     postgres: Any, tmp_path: Path
 ) -> None:
     """A pass locks only lanes that have pending rows (an idle lane would waste it), and no more
-    than half of the lanes, so that another replica finds the rest free."""
+    than it is given: half of the lanes in a backlog's passes, so that another replica finds the
+    rest free."""
     url = await postgres.create()
     settings = make_settings(
         "marketing", database_url=url, bootstrap="127.0.0.1:9", data_dir=tmp_path, outbox_lanes=8
@@ -342,7 +393,7 @@ async def test_a_relay_claims_half_of_the_lanes_with_pending_rows(
 
     async def claim() -> tuple[list[int], int]:
         async with driver_connection(engine) as connection, connection.transaction():
-            lanes = await relay._claim_lanes(connection)
+            lanes = await relay._claim_lanes(connection, 4)
             held = await connection.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1",
                 lane_lock_class("marketing"),
