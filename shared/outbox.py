@@ -394,7 +394,8 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
         self._postgres = on_postgres(sessions)
-        # PostgreSQL: the last round filled a lane's batch (more may be pending than a pass takes)
+        # The last run left more pending than it took: on PostgreSQL a pass filled a lane's
+        # batch; on SQLite the run's time was up.
         self._backlog = False
         self._lane_lock_class = lane_lock_class(settings.service)
         self.connected = False
@@ -439,7 +440,13 @@ class OutboxRelay:
         backoff = 0.1
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
+        linger = self._settings.outbox_linger_ms / 1000
         while True:
+            if linger and not (self._backlog or self._stopping):
+                # The commits of the next few ms go out with this run's: under load, fewer and
+                # larger runs (each one's reads, sends and marks cost the event loop more than
+                # its rows do). A backlog goes out without a pause.
+                await asyncio.sleep(linger)
             self._wake.clear()
             try:
                 producer = await self._ensure_producer()
@@ -524,8 +531,12 @@ class OutboxRelay:
         rows = await self._read_pending(None)
         sent: list[_Pending] = []
         published = 0
+        self._backlog = False
         while rows:
-            reading = self._read_pending(rows[-1].id) if loop.time() < until else _no_rows()
+            if loop.time() < until:
+                reading = self._read_pending(rows[-1].id)
+            else:  # time is up: this pass is the last, and more may be pending
+                reading, self._backlog = _no_rows(), True
             # Each step runs to its end (a send's has a timeout): a mark is not cut off halfway.
             sending, marking, upcoming = await asyncio.gather(
                 send_rows(producer, rows, self._send_timeout_s),

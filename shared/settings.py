@@ -105,6 +105,9 @@ class ServiceSettings(BatonSettings):
     port: int = 0
     outbox_batch_size: int = Field(500, ge=1, le=10_000)  # rows per lane and relay pass
     outbox_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    # How long the relay waits, once woken (or after a run), before it reads what is pending:
+    # the commits of that time go out together, in fewer and larger runs. Kafka's linger.
+    outbox_linger_ms: int = Field(5, ge=0, le=1000)
     outbox_lanes: int = Field(8, ge=1, le=256)
     consumer_max_attempts: int = Field(3, ge=1, le=20)
     consumer_batch_size: int = Field(500, ge=1, le=10_000)

@@ -99,12 +99,12 @@ async def test_relay_is_woken_by_the_commit(
         assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
 
 
-@pytest.mark.postgres
-async def test_two_relays_on_one_postgres_database(
-    broker: EmbeddedBroker, postgres: Any, tmp_path: Path
-) -> None:
-    """Two relays on one database: a lane another replica holds is skipped until it is free; no
-    row is published twice, and each aggregate's rows keep their order."""
+async def relay_database(
+    broker: EmbeddedBroker, postgres: Any, tmp_path: Path, batch: int, lanes: int
+) -> tuple[str, str, Any, Any]:
+    """A migrated PostgreSQL database for a relay, a topic of its own, the relay's settings
+    (`batch` rows per lane and pass, `lanes` lanes) and an engine: (url, topic, settings,
+    engine)."""
     url = await postgres.create()
     topic = f"test.relay.{uuid.uuid4().hex[:8]}"
     await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
@@ -113,11 +113,21 @@ async def test_two_relays_on_one_postgres_database(
         database_url=url,
         bootstrap=broker.bootstrap,
         data_dir=tmp_path,
-        outbox_batch_size=40,
-        outbox_lanes=8,
+        outbox_batch_size=batch,
+        outbox_lanes=lanes,
     )
     engine = create_engine(url)
     await upgrade(engine, "marketing", MARKETING.migrations)
+    return url, topic, settings, engine
+
+
+@pytest.mark.postgres
+async def test_two_relays_on_one_postgres_database(
+    broker: EmbeddedBroker, postgres: Any, tmp_path: Path
+) -> None:
+    """Two relays on one database: a lane another replica holds is skipped until it is free; no
+    row is published twice, and each aggregate's rows keep their order."""
+    url, topic, settings, engine = await relay_database(broker, postgres, tmp_path, 40, 8)
     keys = [str(uuid.uuid4()) for _ in range(40)]
     await add_test_rows(session_factory(engine), topic, keys, range(50), settings.outbox_lanes)
     held = set(range(4))  # another replica is busy with lanes 0-3: both relays must skip them
@@ -148,6 +158,40 @@ async def test_two_relays_on_one_postgres_database(
             await relay_engine.dispose()
     assert_each_once_in_order(messages, keys, 50)
     assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
+async def test_a_woken_relay_lingers_and_sends_the_commits_of_that_time_together(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The relay waits its linger before it reads: a commit made meanwhile goes out in the same
+    run as the one that woke it."""
+    topic, settings, engine, sessions = await sqlite_relay_setup(
+        broker, tmp_path, batch=10, outbox_linger_ms=1000
+    )
+    relay = OutboxRelay(settings, sessions)
+    runs: list[int] = []  # how many rows each run that found any published
+    publish = relay._publish
+
+    async def counted(producer: Any) -> int:
+        published = await publish(producer)
+        if published:
+            runs.append(published)
+        return published
+
+    relay._publish = counted  # type: ignore[method-assign]
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    relay.start()
+    try:
+        await asyncio.sleep(0.2)
+        await add_test_rows(sessions, topic, keys, range(1), settings.outbox_lanes)
+        await asyncio.sleep(0.1)  # well within the linger of the run these rows are for
+        await add_test_rows(sessions, topic, keys, range(1, 2), settings.outbox_lanes)
+        messages = await read_topic(broker.bootstrap, topic, expected=6)
+    finally:
+        await relay.stop()
+    assert runs == [6]
+    assert_each_once_in_order(messages, keys, 2)
     await engine.dispose()
 
 
@@ -214,10 +258,10 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
 
 
 async def sqlite_relay_setup(
-    broker: EmbeddedBroker, tmp_path: Path, *, batch: int
+    broker: EmbeddedBroker, tmp_path: Path, *, batch: int, **settings_given: Any
 ) -> tuple[str, Any, Any, Any]:
     """A fresh topic, and a marketing database on SQLite whose relay reads `batch` rows a lane
-    over 4 lanes: (topic, settings, engine, sessions)."""
+    over 4 lanes (and any other settings given): (topic, settings, engine, sessions)."""
     topic = f"test.relay.{uuid.uuid4().hex[:8]}"
     await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
     settings = make_settings(
@@ -227,6 +271,7 @@ async def sqlite_relay_setup(
         data_dir=tmp_path,
         outbox_batch_size=batch,
         outbox_lanes=4,
+        **settings_given,
     )
     engine = create_engine(settings.db_url)
     await upgrade(engine, "marketing", MARKETING.migrations)
@@ -315,19 +360,7 @@ async def test_a_postgres_relay_takes_two_passes_only_for_a_backlog(
 ) -> None:
     """What fits in a pass goes in one (every lane it can lock); once a pass fills a lane's
     batch, the next round is two passes side by side, each on up to half of the lanes."""
-    url = await postgres.create()
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
-    settings = make_settings(
-        "marketing",
-        database_url=url,
-        bootstrap=broker.bootstrap,
-        data_dir=tmp_path,
-        outbox_batch_size=5,
-        outbox_lanes=4,
-    )
-    engine = create_engine(url)
-    await upgrade(engine, "marketing", MARKETING.migrations)
+    _, topic, settings, engine = await relay_database(broker, postgres, tmp_path, 5, 4)
     sessions = session_factory(engine)
     relay = OutboxRelay(settings, sessions)
     passes: list[int] = []  # the `most` lanes of each pass
