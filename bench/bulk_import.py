@@ -165,8 +165,10 @@ class Raw:
 
             async def insert(connection: Any) -> None:
                 async with connection.transaction():
-                    await connection.executemany(lead_sql.format(_pg_params(12)), leads)
-                    await connection.executemany(event_sql.format(_pg_params(8)), events)
+                    await connection.executemany(lead_sql.format(_pg_params(LEAD_COLUMNS)), leads)
+                    await connection.executemany(
+                        event_sql.format(_pg_params(EVENT_COLUMNS)), events
+                    )
 
             asyncio.run(self._pg(insert))
         else:
@@ -185,7 +187,9 @@ class Raw:
 
     @staticmethod
     async def _pg_insert(connection: Any, rows: list[tuple[Any, ...]], copy: bool) -> float:
-        statement = f"INSERT INTO leads_raw ({', '.join(LEAD_COLUMNS)}) VALUES ({_pg_params(12)})"
+        statement = (
+            f"INSERT INTO leads_raw ({', '.join(LEAD_COLUMNS)}) VALUES ({_pg_params(LEAD_COLUMNS)})"
+        )
         started = time.perf_counter()
         async with connection.transaction():
             if copy:
@@ -197,8 +201,9 @@ class Raw:
         return time.perf_counter() - started
 
 
-def _pg_params(count: int) -> str:
-    return ", ".join(f"${n}" for n in range(1, count + 1))
+def _pg_params(columns: tuple[str, ...]) -> str:
+    """PostgreSQL's placeholders for a row of `columns`: `$1, $2, ...`."""
+    return ", ".join(f"${n}" for n in range(1, len(columns) + 1))
 
 
 def _sqlite_time(moment: datetime) -> str:

@@ -99,37 +99,16 @@ async def test_relay_is_woken_by_the_commit(
         assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
 
 
-async def relay_database(
-    broker: EmbeddedBroker, postgres: Any, tmp_path: Path, batch: int, lanes: int
-) -> tuple[str, str, Any, Any]:
-    """A migrated PostgreSQL database for a relay, a topic of its own, the relay's settings
-    (`batch` rows per lane and pass, `lanes` lanes) and an engine: (url, topic, settings,
-    engine)."""
-    url = await postgres.create()
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
-    settings = make_settings(
-        "marketing",
-        database_url=url,
-        bootstrap=broker.bootstrap,
-        data_dir=tmp_path,
-        outbox_batch_size=batch,
-        outbox_lanes=lanes,
-    )
-    engine = create_engine(url)
-    await upgrade(engine, "marketing", MARKETING.migrations)
-    return url, topic, settings, engine
-
-
 @pytest.mark.postgres
 async def test_two_relays_on_one_postgres_database(
     broker: EmbeddedBroker, postgres: Any, tmp_path: Path
 ) -> None:
     """Two relays on one database: a lane another replica holds is skipped until it is free; no
     row is published twice, and each aggregate's rows keep their order."""
-    url, topic, settings, engine = await relay_database(broker, postgres, tmp_path, 40, 8)
+    url = await postgres.create()
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=40, lanes=8)
     keys = [str(uuid.uuid4()) for _ in range(40)]
-    await add_test_rows(session_factory(engine), topic, keys, range(50), settings.outbox_lanes)
+    await add_test_rows(sessions, topic, keys, range(50), settings.outbox_lanes)
     held = set(range(4))  # another replica is busy with lanes 0-3: both relays must skip them
     blocked = sum(1 for key in keys if lane_of(key, settings.outbox_lanes) in held) * 50
     relays = []
@@ -166,7 +145,7 @@ async def test_a_woken_relay_lingers_and_sends_the_commits_of_that_time_together
 ) -> None:
     """The relay waits its linger before it reads: a commit made meanwhile goes out in the same
     run as the one that woke it."""
-    topic, settings, engine, sessions = await sqlite_relay_setup(
+    topic, settings, engine, sessions = await relay_setup(
         broker, tmp_path, batch=10, outbox_linger_ms=1000
     )
     relay = OutboxRelay(settings, sessions)
@@ -201,7 +180,7 @@ async def test_sqlite_relay_reads_the_next_pass_while_it_sends(
     """On SQLite a pass is read while the one before is sent, and marked while the next is: with
     passes of 4 x 10 rows, 1,000 rows written before the relay starts and 1,000 more committed
     while it runs each arrive once, every key's in order, and none is left pending."""
-    topic, settings, engine, sessions = await sqlite_relay_setup(broker, tmp_path, batch=10)
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, batch=10)
     keys = [str(uuid.uuid4()) for _ in range(20)]
     await add_test_rows(sessions, topic, keys, range(50), settings.outbox_lanes)
     relay = OutboxRelay(settings, sessions)
@@ -226,7 +205,7 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
     """A pass reads on in id order from the oldest pending row of any lane: rows published
     before it, and rows published after it (as a relay reading lane by lane could leave them),
     are not sent again."""
-    topic, settings, engine, sessions = await sqlite_relay_setup(broker, tmp_path, batch=3)
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, batch=3)
     keys = [str(uuid.uuid4()) for _ in range(6)]
     await add_test_rows(sessions, topic, keys, range(10), settings.outbox_lanes)
     async with sessions() as session, session.begin():  # 18 published, then every third
@@ -257,20 +236,27 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
     await engine.dispose()
 
 
-async def sqlite_relay_setup(
-    broker: EmbeddedBroker, tmp_path: Path, *, batch: int, **settings_given: Any
+async def relay_setup(
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    url: str | None = None,
+    *,
+    batch: int,
+    lanes: int = 4,
+    **settings_given: Any,
 ) -> tuple[str, Any, Any, Any]:
-    """A fresh topic, and a marketing database on SQLite whose relay reads `batch` rows a lane
-    over 4 lanes (and any other settings given): (topic, settings, engine, sessions)."""
+    """A fresh topic, and a migrated marketing database (at `url`, else a SQLite file) whose
+    relay reads `batch` rows a lane over `lanes` lanes (and any other settings given): (topic,
+    settings, engine, sessions)."""
     topic = f"test.relay.{uuid.uuid4().hex[:8]}"
     await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), [topic])
     settings = make_settings(
         "marketing",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
+        database_url=url or f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
         bootstrap=broker.bootstrap,
         data_dir=tmp_path,
         outbox_batch_size=batch,
-        outbox_lanes=4,
+        outbox_lanes=lanes,
         **settings_given,
     )
     engine = create_engine(settings.db_url)
@@ -360,8 +346,8 @@ async def test_a_postgres_relay_takes_two_passes_only_for_a_backlog(
 ) -> None:
     """What fits in a pass goes in one (every lane it can lock); once a pass fills a lane's
     batch, the next round is two passes side by side, each on up to half of the lanes."""
-    _, topic, settings, engine = await relay_database(broker, postgres, tmp_path, 5, 4)
-    sessions = session_factory(engine)
+    url = await postgres.create()
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=5)
     relay = OutboxRelay(settings, sessions)
     passes: list[int] = []  # the `most` lanes of each pass
     claimed = relay._publish_claimed
