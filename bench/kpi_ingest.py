@@ -13,12 +13,19 @@ is timed from its start until its consumer group has committed every partition's
 options in a new group, from its start until it has parsed N messages. Events/s, median over
 rounds (which side goes first rotates). Target: KPI >= 25% of raw.
 
-The floor, measured in the same rounds, is the least any consumer that applies each event once
-must do: a plain consumer in a new group that validates every event as the service does (the
-envelope, then its data against the model its type names; a bad one would go to the DLQ), inserts
-every fetch's event ids into an inbox table of the same database with the raw driver (sqlite3,
-asyncpg), commits, then commits the offsets. It applies nothing; its ratio to raw is the ceiling
-of any ingest that validates and deduplicates durably on this machine and database.
+Two floors are measured in the same rounds, each a plain consumer in a new group, with the raw
+driver (sqlite3, asyncpg) and one transaction per fetch, that validates every event as the
+service does (the envelope, then its data against the model its type names; a bad one would go
+to the DLQ) and commits the offsets after the transaction:
+- the inbox floor inserts every fetch's event ids into an inbox table and applies nothing: the
+  ceiling of any ingest that validates and deduplicates durably;
+- the applying floor also writes the least a read model of these events takes: each lead an
+  event names, one row of a copy of `lead_facts` (the service's columns and indexes), upserted
+  with its earliest event's time; and a count per day and event type added in a copy of
+  `daily_totals`. It reads nothing back, keeps no other fact, no revision of a day, no reason:
+  the ceiling of any ingest that also keeps facts and daily totals.
+Their ratios to raw are those ceilings on this machine and database; the KPI service does all
+the applying floor does, and more.
 
     .venv/bin/python -m bench.kpi_ingest [--db sqlite|postgres|both] [--events 50000]
                                          [--rounds 3]
@@ -36,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,6 +61,7 @@ from bench.fleet import (
     add_database_option,
     asyncpg_dsn,
     chosen_databases,
+    copy_tables,
     database,
     print_ratios,
     sqlite_path,
@@ -100,6 +109,7 @@ from shared.migrations import upgrade
 from shared.settings import ALL_TOPICS, BatonSettings, topic_of
 
 TARGET = 0.25
+SIDES = ("kpi", "applying", "floor", "raw")  # measured in turn, each round another first
 POLL_S = 0.05
 TOPICS = tuple(
     topic_of(s) for s in ("marketing", "inside_sales", "field_sales", "customer_success")
@@ -283,7 +293,6 @@ async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float
     """Seconds from the KPI consumer's first fetch (its group joined) until the group has
     committed every end offset."""
     engine = create_engine(settings.db_url)
-    await upgrade(engine, "kpi", KPI.migrations)
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
@@ -349,45 +358,115 @@ async def time_raw(settings: Settings, count: int) -> float:
     return await time_consumer(settings, "raw", count, parse)
 
 
-class FloorInbox:
-    """The floor's inbox: event ids in a table of their own, written with the raw driver
-    (sqlite3 on SQLite, asyncpg on PostgreSQL), one insert and one commit per fetch."""
+class FloorStore:
+    """Where a floor writes, with the raw driver (sqlite3 on SQLite, asyncpg on PostgreSQL), one
+    transaction per fetch: its inbox (event ids in a table of their own) and, for the applying
+    floor, the least a read model takes: each lead an event names, one row in a copy of
+    `lead_facts` (its earliest event's time; the service's columns and indexes), and a count per
+    day and event type added in a copy of `daily_totals`."""
 
-    TABLE = "floor_inbox"
-    COLUMNS = "(event_id, event_type, source, occurred_at, handled_at)"
+    INBOX = "floor_inbox"
+    INBOX_COLUMNS = "(event_id, event_type, source, occurred_at, handled_at)"
+    FACTS = "floor_lead_facts"
+    TOTALS = "floor_daily_totals"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, applying: bool) -> None:
         self.postgres = url.startswith("postgresql")
-        self.url = asyncpg_dsn(url)
-        self.path = sqlite_path(url)
+        self.url = url
+        self.applying = applying
         self._pg: asyncpg.Connection | None = None
         self._sqlite: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         create = (
-            f"CREATE TABLE IF NOT EXISTS {self.TABLE} (event_id varchar(36) PRIMARY KEY, "
+            f"CREATE TABLE IF NOT EXISTS {self.INBOX} (event_id varchar(36) PRIMARY KEY, "
             "event_type varchar(100), source varchar(100), occurred_at text, handled_at text)"
         )
+        if self.applying:  # (the KPI service's tables are there: the round migrated them)
+            await copy_tables(self.url, [("lead_facts", self.FACTS), ("daily_totals", self.TOTALS)])
         if self.postgres:
-            self._pg = await asyncpg.connect(self.url)
+            self._pg = await asyncpg.connect(asyncpg_dsn(self.url))
             await self._pg.execute(create)
         else:
-            self._sqlite = sqlite_writer(self.path)
+            self._sqlite = sqlite_writer(sqlite_path(self.url))
             self._sqlite.execute(create)
 
-    async def add(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+    async def add(
+        self,
+        rows: list[tuple[str, str, str, str, str]],
+        facts: dict[str, datetime],
+        totals: Counter[tuple[date, str]],
+    ) -> None:
+        """The inbox's `rows`; if applying, each lead of `facts` at its time (the earliest
+        stays) and `totals` (per day and event type) added."""
         if self._pg is not None:
             statement = (
-                f"INSERT INTO {self.TABLE} {self.COLUMNS} VALUES ($1, $2, $3, $4, $5) "
+                f"INSERT INTO {self.INBOX} {self.INBOX_COLUMNS} VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT DO NOTHING"
             )
             async with self._pg.transaction():
                 await self._pg.executemany(statement, rows)
+                if self.applying:
+                    await self._apply_on_postgres(self._pg, facts, totals)
         elif self._sqlite is not None:
-            statement = f"INSERT OR IGNORE INTO {self.TABLE} {self.COLUMNS} VALUES (?, ?, ?, ?, ?)"
+            statement = (
+                f"INSERT OR IGNORE INTO {self.INBOX} {self.INBOX_COLUMNS} VALUES (?, ?, ?, ?, ?)"
+            )
             self._sqlite.execute("BEGIN IMMEDIATE")
             self._sqlite.executemany(statement, rows)
+            if self.applying:
+                self._apply_on_sqlite(self._sqlite, facts, totals)
             self._sqlite.execute("COMMIT")
+
+    async def _apply_on_postgres(
+        self,
+        connection: asyncpg.Connection,
+        facts: dict[str, datetime],
+        totals: Counter[tuple[date, str]],
+    ) -> None:
+        leads = sorted(facts)
+        await connection.execute(
+            f"INSERT INTO {self.FACTS} (lead_id, source, campaign_id, captured_at, downloads) "
+            "SELECT l, '', '', a, '{}'::json FROM unnest($1::text[], $2::timestamptz[]) AS u(l, a) "
+            f"ON CONFLICT (lead_id) DO UPDATE SET captured_at = "
+            f"LEAST({self.FACTS}.captured_at, excluded.captured_at)",
+            leads,
+            [facts[lead] for lead in leads],
+        )
+        keys = sorted(totals)
+        await connection.execute(
+            f"INSERT INTO {self.TOTALS} (day, metric, source, campaign_id, value) "
+            "SELECT d, m, '', '', v "
+            "FROM unnest($1::date[], $2::text[], $3::bigint[]) AS u(d, m, v) "
+            "ON CONFLICT (day, metric, source, campaign_id) DO UPDATE SET "
+            f"value = {self.TOTALS}.value + excluded.value",
+            [day for day, _ in keys],
+            [metric for _, metric in keys],
+            [totals[key] for key in keys],
+        )
+
+    def _apply_on_sqlite(
+        self,
+        connection: sqlite3.Connection,
+        facts: dict[str, datetime],
+        totals: Counter[tuple[date, str]],
+    ) -> None:
+        # Times as the service stores them on SQLite: UTC text, its offset cut off.
+        connection.executemany(
+            f"INSERT INTO {self.FACTS} (lead_id, source, campaign_id, captured_at, downloads) "
+            "VALUES (?, '', '', ?, '{}') ON CONFLICT (lead_id) DO UPDATE SET captured_at = "
+            f"coalesce(min({self.FACTS}.captured_at, excluded.captured_at), excluded.captured_at)",
+            [
+                (lead, facts[lead].astimezone(UTC).isoformat(" ", "microseconds")[:-6])
+                for lead in sorted(facts)
+            ],
+        )
+        connection.executemany(
+            f"INSERT INTO {self.TOTALS} (day, metric, source, campaign_id, value) "
+            "VALUES (?, ?, '', '', ?) ON CONFLICT (day, metric, source, campaign_id) DO UPDATE "
+            f"SET value = {self.TOTALS}.value + excluded.value",
+            [(day.isoformat(), metric, totals[day, metric]) for day, metric in sorted(totals)],
+        )
 
     async def close(self) -> None:
         if self._pg is not None:
@@ -396,37 +475,48 @@ class FloorInbox:
             self._sqlite.close()
 
 
-async def time_floor(settings: Settings, count: int) -> float:
-    """Seconds the floor takes to apply `count` events: each validated as the service validates
-    it (envelope, then data), every fetch's event ids inserted into an inbox table and committed,
-    then the offsets committed."""
+async def time_floor(settings: Settings, count: int, *, applying: bool) -> float:
+    """Seconds a floor takes to apply `count` events: each validated as the service validates
+    it (envelope, then data), every fetch's event ids inserted into an inbox table (and, for the
+    applying floor, the lead each names and a count per day and type; see `FloorStore`) and
+    committed, then the offsets committed."""
 
     async def apply(consumer: AIOKafkaConsumer, batch: Batch) -> int:
         rows, handled_at = [], datetime.now(UTC).isoformat()
+        facts: dict[str, datetime] = {}
+        totals: Counter[tuple[date, str]] = Counter()
         for records in batch.values():
             for record in records:
                 envelope = parse_envelope(record.value or b"")
-                decode(envelope)
-                at = envelope.time.isoformat()
-                rows.append((str(envelope.id), envelope.type, envelope.source, at, handled_at))
+                data = decode(envelope)
+                at = envelope.time
+                rows.append(
+                    (str(envelope.id), envelope.type, envelope.source, at.isoformat(), handled_at)
+                )
+                if applying:
+                    if (lead := data.__dict__.get("lead_id")) is not None:
+                        lead = str(lead)
+                        if lead not in facts or at < facts[lead]:
+                            facts[lead] = at
+                    totals[at.date(), envelope.type] += 1
         if rows:
-            await inbox.add(rows)
+            await store.add(rows, facts, totals)
             await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         return len(rows)
 
-    inbox = FloorInbox(settings.db_url)
-    await inbox.open()
+    store = FloorStore(settings.db_url, applying=applying)
+    await store.open()
     try:
-        return await time_consumer(settings, "floor", count, apply)
+        return await time_consumer(settings, "applying" if applying else "floor", count, apply)
     finally:
-        await inbox.close()
+        await store.close()
 
 
 async def one_round(
     url: str, bootstrap: str, tmp: Path, ends: dict[TopicPartition, int], first: str
-) -> tuple[float, float, float]:
-    """Events/s of the KPI service, of the floor and of the raw consumer, on a fresh database
-    (`first` measured first)."""
+) -> dict[str, float]:
+    """Events/s of each side (the KPI service, the applying floor, the floor, the raw consumer)
+    on a fresh database, migrated first (`first` measured first)."""
     settings = Settings(
         database_url=url,
         kafka_bootstrap=bootstrap,
@@ -435,16 +525,22 @@ async def one_round(
         jwt_secret=SECRET,
         consumer_group_suffix=f"-bench-{uuid.uuid4().hex[:8]}",
     )
+    engine = create_engine(settings.db_url)
+    try:
+        await upgrade(engine, "kpi", KPI.migrations)
+    finally:
+        await engine.dispose()
     count = sum(ends.values())
     sides = {
         "kpi": lambda: time_kpi(settings, ends),
-        "floor": lambda: time_floor(settings, count),
+        "applying": lambda: time_floor(settings, count, applying=True),
+        "floor": lambda: time_floor(settings, count, applying=False),
         "raw": lambda: time_raw(settings, count),
     }
     seconds = {}
     for side in (first, *(side for side in sides if side != first)):
         seconds[side] = await sides[side]()
-    return count / seconds["kpi"], count / seconds["floor"], count / seconds["raw"]
+    return {side: count / took for side, took in seconds.items()}
 
 
 def main() -> None:
@@ -454,7 +550,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     dbs = chosen_databases(args)
-    results, floors = {}, {}
+    results: dict[str, tuple[float, float]] = {}
+    floors: dict[str, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
         EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
@@ -465,28 +562,31 @@ def main() -> None:
         for db in dbs:
             rounds = []
             for n in range(args.rounds):
-                first = ("kpi", "floor", "raw")[n % 3]
+                first = SIDES[n % len(SIDES)]
                 with database(db, Path(name), "kpi") as url:
                     rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), ends, first))
                 rounds.append(rates)
                 print(
-                    f"{db} round {n + 1}: kpi {rates[0]:,.0f}/s, floor {rates[1]:,.0f}/s, "
-                    f"raw {rates[2]:,.0f}/s",
+                    f"{db} round {n + 1}: "
+                    + ", ".join(f"{side} {rates[side]:,.0f}/s" for side in SIDES),
                     file=sys.stderr,
                 )
-            medians = [statistics.median(side) for side in zip(*rounds, strict=True)]
-            results[db], floors[db] = (medians[0], medians[2]), medians[1]
+            median = {side: statistics.median(r[side] for r in rounds) for side in SIDES}
+            results[db] = (median["kpi"], median["raw"])
+            floors[db] = {side: median[side] for side in ("applying", "floor")}
     print_ratios(
         f"KPI ingest, {args.events:,} funnel events, median of {args.rounds} rounds",
         ("KPI events/s", "raw events/s"),
         results,
         TARGET,
     )
-    print(
-        "floor: consume, validate (envelope and data), inbox insert + commit per fetch, raw driver"
-    )
-    for db, floor in floors.items():
-        print(f"{db:<10}{floor:>14,.0f}{results[db][1]:>14,.0f}{floor / results[db][1]:>8.1%}")
+    print("floors (raw driver; consume, validate envelope and data, one transaction per fetch):")
+    print(f"{'database':<10}{'floor':>10}{'events/s':>12}{'of raw':>8}{'KPI of it':>11}")
+    for db, rates in floors.items():
+        kpi, raw = results[db]
+        for side, label in (("floor", "inbox"), ("applying", "applying")):
+            rate = rates[side]
+            print(f"{db:<10}{label:>10}{rate:>12,.0f}{rate / raw:>8.1%}{kpi / rate:>11.0%}")
 
 
 if __name__ == "__main__":
