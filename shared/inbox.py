@@ -49,6 +49,7 @@ class InboxRow(PlumbingBase):
 
 
 _INBOX = cast(Table, InboxRow.__table__)
+_INBOX_COLUMNS = ("event_id", "event_type", "source", "occurred_at", "handled_at")
 
 
 class TransactionWork(Protocol):
@@ -150,19 +151,19 @@ async def record_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> li
     or is repeated earlier in the batch. An event recorded meanwhile by another transaction is
     one already handled too: the insert waits for that transaction, then leaves it out."""
     handled_at = datetime.now(UTC)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, tuple[str, str, str, datetime, datetime]] = {}
     for envelope in envelopes:
-        if envelope.event_id not in rows:
-            rows[envelope.event_id] = {
-                "event_id": envelope.event_id,
-                "event_type": envelope.type,
-                "source": envelope.source,
-                "occurred_at": envelope.time,
-                "handled_at": handled_at,
-            }
+        event_id = envelope.event_id
+        if event_id not in rows:
+            rows[event_id] = (event_id, envelope.type, envelope.source, envelope.time, handled_at)
     inserted = set(
         await insert_many(
-            session, _INBOX, list(rows.values()), skip_conflicts_on=[], returning="event_id"
+            session,
+            _INBOX,
+            list(rows.values()),
+            columns=_INBOX_COLUMNS,
+            skip_conflicts_on=[],
+            returning="event_id",
         )
     )
     new = []

@@ -23,7 +23,8 @@ from services.kpi.models import (
     OpportunityRow,
     ReadModelState,
     ReasonFact,
-    fact_record,
+    fact_columns,
+    fact_values,
 )
 from shared.db import insert_many
 from shared.inbox import InboxRow
@@ -82,26 +83,24 @@ async def save_facts(
     A new row that is there already (added meanwhile by a transaction that read before this
     one's) makes the insert fail, and the batch is then applied again, rather than overwrite it."""
     table, key = _FACT_TABLES[kind]
-    await insert_many(session, table, [fact_record(row) for row in new])
-    changed_rows = [fact_record(row) for row in changed]
-    await insert_many(session, table, changed_rows, update_conflicts_on=[key])
+    columns = fact_columns(kind)
+    await insert_many(session, table, list(map(fact_values, new)), columns=columns)
+    changed_rows = list(map(fact_values, changed))
+    await insert_many(session, table, changed_rows, columns=columns, update_conflicts_on=[key])
 
 
 async def add_totals(session: AsyncSession, delta: Contributions) -> None:
     """Add `delta` to the daily totals, in one upsert (keys in order, zeros dropped)."""
-    rows = [
-        {
-            "day": k.day,
-            "metric": k.metric,
-            "source": k.source,
-            "campaign_id": k.campaign_id,
-            "value": v,
-        }
-        for k, v in sorted(delta.items())
-        if v
-    ]
+    rows = [(k.day, k.metric, k.source, k.campaign_id, v) for k, v in sorted(delta.items()) if v]
     key = ["day", "metric", "source", "campaign_id"]
-    await insert_many(session, _DAILY_TOTALS, rows, update_conflicts_on=key, adding=["value"])
+    await insert_many(
+        session,
+        _DAILY_TOTALS,
+        rows,
+        columns=(*key, "value"),
+        update_conflicts_on=key,
+        adding=["value"],
+    )
 
 
 async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -111,9 +110,15 @@ async def add_reasons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
 
 async def touch_days(session: AsyncSession, days: Collection[date]) -> None:
     """Move on the revision of each of `days` (in order: concurrent writers lock them alike)."""
-    rows = [{"day": day, "revision": 1} for day in sorted(days)]
-    key, counter = ["day"], ["revision"]
-    await insert_many(session, _DAY_REVISIONS, rows, update_conflicts_on=key, adding=counter)
+    rows = [(day, 1) for day in sorted(days)]
+    await insert_many(
+        session,
+        _DAY_REVISIONS,
+        rows,
+        columns=("day", "revision"),
+        update_conflicts_on=["day"],
+        adding=["revision"],
+    )
 
 
 async def day_revisions(
