@@ -40,6 +40,18 @@ class EventData(BaseModel):
         return str(getattr(self, self.aggregate_field))
 
 
+class _EventIdText:
+    """`Envelope.event_id`: `id` as text, made at the first look and kept in the envelope (the
+    inbox, the log context and the outbox each need it). `functools.cached_property` takes a
+    lock at each first look, which costs as much as the text."""
+
+    def __get__(self, envelope: Envelope | None, owner: type[Envelope]) -> str:
+        if envelope is None:
+            raise AttributeError("event_id is an envelope's")
+        text = envelope.__dict__["event_id"] = str(envelope.id)  # found first from now on
+        return text
+
+
 class Envelope(BaseModel):
     """A CloudEvent as it is on the wire; `data` is kept as a plain mapping until decoded."""
 
@@ -57,10 +69,7 @@ class Envelope(BaseModel):
     causationid: str | None = Field(None, max_length=100)
     data: dict[str, Any]
 
-    @functools.cached_property
-    def event_id(self) -> str:
-        """`id` as text, made once (the inbox, the log context and the outbox each need it)."""
-        return str(self.id)
+    event_id: ClassVar[_EventIdText] = _EventIdText()
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
