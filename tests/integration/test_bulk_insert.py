@@ -4,7 +4,7 @@ out, refused or merged into the row there, the ids of the rows inserted."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     Integer,
     MetaData,
     String,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     exc,
     func,
     select,
+    text,
 )
 
 from shared.db import (
@@ -178,5 +180,52 @@ async def test_conflicting_rows_update_the_row_there_replacing_or_adding(
                     update_conflicts_on=["day", "metric"],
                     adding=["hits"],
                 )
+    finally:
+        await engine.dispose()
+
+
+DAYS = Table(
+    "bulk_days",
+    METADATA,
+    Column("day", Date, primary_key=True),
+    Column("at", UTCDateTime, nullable=True),
+    Column("hits", BigInteger, nullable=False),
+)
+
+
+async def test_rows_given_as_values_in_the_order_of_their_columns_go_in_alike(
+    database_url: Callable[[str], Any],
+) -> None:
+    """Rows as tuples (`columns` naming their values) are stored as the same rows as mappings,
+    a day as SQLAlchemy stores it (on SQLite its own text, made in one call)."""
+    engine = create_engine(await database_url("bulk_values"))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        sessions = session_factory(engine)
+        at = datetime(2026, 3, 1, 9, tzinfo=JST)
+        columns = ("day", "at", "hits")
+        rows = [(date(2026, 3, 1), at, 2), (date(999, 12, 31), None, 1)]
+        async with sessions() as session, session.begin():
+            assert await insert_many(session, DAYS, rows, columns=columns) == []
+            await insert_many(  # the same day again: adds to the hits there
+                session,
+                DAYS,
+                [(date(2026, 3, 1), None, 3)],
+                columns=columns,
+                update_conflicts_on=["day"],
+                adding=["hits"],
+            )
+        async with sessions() as session:
+            stored = (await session.execute(select(DAYS).order_by(DAYS.c.day))).all()
+            assert [tuple(row) for row in stored] == [
+                (date(999, 12, 31), None, 1),
+                (date(2026, 3, 1), None, 5),
+            ]
+            if engine.dialect.name == "sqlite":  # the text SQLAlchemy's own processor makes
+                texts = await session.scalars(text("SELECT day FROM bulk_days ORDER BY day"))
+                assert list(texts) == ["0999-12-31", "2026-03-01"]
+            with pytest.raises(ValueError, match="2 values for 3 columns"):
+                await insert_many(session, DAYS, [(date(2026, 3, 2), None)], columns=columns)
     finally:
         await engine.dispose()
