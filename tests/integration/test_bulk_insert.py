@@ -3,7 +3,8 @@ out, refused or merged into the row there, the ids of the rows inserted."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -23,12 +24,14 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import (
     SQLITE_MAX_PARAMETERS,
     UTCDateTime,
     create_engine,
     insert_many,
+    on_postgres,
     session_factory,
 )
 
@@ -54,6 +57,20 @@ COUNTERS = Table(
 JST = timezone(timedelta(hours=9))
 
 
+@contextlib.asynccontextmanager
+async def bulk_tables(
+    database_url: Callable[[str], Any], name: str
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of a new database `name` holding this module's tables."""
+    engine = create_engine(await database_url(name))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.create_all)
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
 def item(n: int, email: str | None = None, **values: Any) -> dict[str, Any]:
     row = {
         "id": f"id-{n}",
@@ -68,11 +85,7 @@ def item(n: int, email: str | None = None, **values: Any) -> dict[str, Any]:
 async def test_rows_go_in_as_sqlalchemy_stores_them_and_conflicts_are_left_out(
     database_url: Callable[[str], Any],
 ) -> None:
-    engine = create_engine(await database_url("bulk"))
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
-        sessions = session_factory(engine)
+    async with bulk_tables(database_url, "bulk") as sessions:
         made = datetime(2026, 3, 1, tzinfo=UTC)  # one time shared by a run of rows
         first = [item(1, at=made), item(2, at=made, count=None, note=None), item(3)]
         async with sessions() as session, session.begin():
@@ -100,8 +113,6 @@ async def test_rows_go_in_as_sqlalchemy_stores_them_and_conflicts_are_left_out(
             # statement) or wrapped by SQLAlchemy (executemany).
             with pytest.raises((ValueError, exc.StatementError), match="naive datetimes"):
                 await insert_many(session, ITEMS, [item(8, at=datetime(2026, 3, 1))])
-    finally:
-        await engine.dispose()
 
 
 async def test_more_rows_than_one_statement_takes_all_go_in(
@@ -109,11 +120,7 @@ async def test_more_rows_than_one_statement_takes_all_go_in(
 ) -> None:
     """SQLite takes at most SQLITE_MAX_PARAMETERS parameters a statement: rows past them go in
     the next one, and every inserted id comes back (the repeated email left out)."""
-    engine = create_engine(await database_url("bulk_many"))
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
-        sessions = session_factory(engine)
+    async with bulk_tables(database_url, "bulk_many") as sessions:
         count = SQLITE_MAX_PARAMETERS // len(item(1)) * 2 + 3  # three statements
         rows = [{**item(1), "id": f"id-{n}", "email": f"e{n}@x.jp"} for n in range(count)]
         rows.append({**item(1), "id": "id-again", "email": "e5@x.jp"})
@@ -125,18 +132,12 @@ async def test_more_rows_than_one_statement_takes_all_go_in(
         async with sessions() as session:
             stored = await session.scalar(select(func.count()).select_from(ITEMS))
         assert stored == count
-    finally:
-        await engine.dispose()
 
 
 async def test_conflicting_rows_update_the_row_there_replacing_or_adding(
     database_url: Callable[[str], Any],
 ) -> None:
-    engine = create_engine(await database_url("bulk_upsert"))
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
-        sessions = session_factory(engine)
+    async with bulk_tables(database_url, "bulk_upsert") as sessions:
         at = datetime(2026, 3, 1, 9, tzinfo=JST)
 
         def counter(day: str, metric: str, value: int, **values: Any) -> dict[str, Any]:
@@ -180,8 +181,6 @@ async def test_conflicting_rows_update_the_row_there_replacing_or_adding(
                     update_conflicts_on=["day", "metric"],
                     adding=["hits"],
                 )
-    finally:
-        await engine.dispose()
 
 
 DAYS = Table(
@@ -198,11 +197,7 @@ async def test_rows_given_as_values_in_the_order_of_their_columns_go_in_alike(
 ) -> None:
     """Rows as tuples (`columns` naming their values) are stored as the same rows as mappings,
     a day as SQLAlchemy stores it (on SQLite its own text, made in one call)."""
-    engine = create_engine(await database_url("bulk_values"))
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
-        sessions = session_factory(engine)
+    async with bulk_tables(database_url, "bulk_values") as sessions:
         at = datetime(2026, 3, 1, 9, tzinfo=JST)
         columns = ("day", "at", "hits")
         rows = [(date(2026, 3, 1), at, 2), (date(999, 12, 31), None, 1)]
@@ -222,10 +217,8 @@ async def test_rows_given_as_values_in_the_order_of_their_columns_go_in_alike(
                 (date(999, 12, 31), None, 1),
                 (date(2026, 3, 1), None, 5),
             ]
-            if engine.dialect.name == "sqlite":  # the text SQLAlchemy's own processor makes
+            if not on_postgres(sessions):  # the text SQLAlchemy's own processor makes
                 texts = await session.scalars(text("SELECT day FROM bulk_days ORDER BY day"))
                 assert list(texts) == ["0999-12-31", "2026-03-01"]
             with pytest.raises(ValueError, match="2 values for 3 columns"):
                 await insert_many(session, DAYS, [(date(2026, 3, 2), None)], columns=columns)
-    finally:
-        await engine.dispose()
