@@ -1,11 +1,12 @@
 """The inbox (DESIGN §4): consume, apply each event once, commit offsets after the database.
 
 Each event's id is recorded in the same transaction as the handler's effect, so a redelivered
-event is a no-op. A partition's batch is applied in one transaction (one by one if any of it
-fails). The Kafka offset is committed only after that transaction commits. An event that cannot be
-read, or whose handler keeps failing, goes to `baton.dlq` with the error, and the consumer carries
-on with the next one. A service may do some of its work once per transaction rather than once per
-event (`TransactionWork`: load what the events touch, write what they accumulated).
+event is a no-op. A fetch's events are applied in one transaction (each partition's in one of
+its own if any of them fails, and then one by one). The Kafka offset is committed only after
+that transaction commits. An event that cannot be read, or whose handler keeps failing, goes to
+`baton.dlq` with the error, and the consumer carries on with the next one. A service may do some
+of its work once per transaction rather than once per event (`TransactionWork`: load what the
+events touch, write what they accumulated).
 """
 
 from __future__ import annotations
@@ -107,8 +108,18 @@ class _Ignored:
 
 _Read = _Parsed | _Unreadable | _Ignored
 
-# Messages read between two chances for the event loop to run something else (such as the
-# transaction waiting on the database while the next partition's messages are read).
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """A fetch's messages by partition, each read; and the positions of the assigned partitions
+    it had no message of."""
+
+    partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]], list[_Read]]]
+    idle: dict[TopicPartition, int]
+
+
+# Messages read between two chances for the event loop to run something else (such as a request
+# to the service's API).
 _READ_SLICE = 100
 
 
@@ -262,19 +273,36 @@ class InboxConsumer:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while not self._stopping.is_set():
-            batch = await consumer.getmany(
-                timeout_ms=500, max_records=self._settings.consumer_batch_size
-            )
-            if consumer.assignment():
-                self.assigned.set()
-            await self._handle_fetch(consumer, list(batch.items()))
-            await self._commit(consumer)
-            for tp in consumer.assignment():
-                if tp not in batch:  # nothing new: the position is where the group left off
-                    with contextlib.suppress(IllegalStateError):
-                        self._positions[tp] = await consumer.position(tp)
-            self._record_lag(consumer)
+        """Apply fetch after fetch. The next fetch is taken and read while one is applied, so
+        that parsing and validating it fills the event loop's waits on the database."""
+        ahead = asyncio.create_task(self._fetch(consumer))
+        try:
+            while not self._stopping.is_set():
+                fetch = await ahead
+                ahead = asyncio.create_task(self._fetch(consumer))
+                await self._handle_fetch(consumer, fetch.partitions)
+                await self._commit(consumer)
+                for tp, position in fetch.idle.items():
+                    if tp in consumer.assignment():
+                        self._positions[tp] = position
+                self._record_lag(consumer)
+        finally:
+            ahead.cancel()  # (a fetch not applied is fetched again: its offsets are not committed)
+            await asyncio.gather(ahead, return_exceptions=True)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> _Fetch:
+        batch = await consumer.getmany(
+            timeout_ms=500, max_records=self._settings.consumer_batch_size
+        )
+        if consumer.assignment():
+            self.assigned.set()
+        idle = {}
+        for tp in consumer.assignment():
+            if tp not in batch:  # nothing new: the position is where the group left off
+                with contextlib.suppress(IllegalStateError):
+                    idle[tp] = await consumer.position(tp)
+        read = [(tp, messages, await self._read(messages)) for tp, messages in batch.items()]
+        return _Fetch(read, idle)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         async with self._lock:
@@ -315,30 +343,28 @@ class InboxConsumer:
     async def _handle_fetch(
         self,
         consumer: AIOKafkaConsumer,
-        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]],
+        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]], list[_Read]]],
     ) -> None:
-        """Apply each partition's messages of a fetch, in turn; the next partition's messages are
-        read (parsed and validated) while this one's transaction waits on the database."""
-        reading: asyncio.Task[list[_Read]] | None = None
-        try:
-            for index, (tp, messages) in enumerate(partitions):
-                read = await reading if reading is not None else await self._read(messages)
-                reading = None
-                if index + 1 < len(partitions):
-                    reading = asyncio.create_task(self._read(partitions[index + 1][1]))
-                async with self._lock:
-                    if tp not in consumer.assignment():
-                        continue  # revoked during this batch: the new owner takes the rest
-                    await self._handle_batch(read)
-                    self._done[tp] = self._positions[tp] = messages[-1].offset + 1
-        finally:
-            if reading is not None:
-                reading.cancel()
+        """Apply a fetch: the events of every partition still assigned, in one transaction. If
+        any event fails in it, each partition's are applied in a transaction of their own, and
+        if one of those fails, its events one by one (so that only the failing one retries and,
+        at last, goes to the DLQ). One transaction a fetch rather than a partition: a fact or a
+        daily total that several partitions' events touch is written once, not once each."""
+        async with self._lock:
+            # (a partition revoked meanwhile is skipped: its new owner takes the rest)
+            assigned = [entry for entry in partitions if entry[0] in consumer.assignment()]
+            batches = [await self._sort_out(read) for _, _, read in assigned]
+            batches = [ready for ready in batches if ready]
+            together = [parsed for ready in batches for parsed in ready]
+            if len(batches) < 2 or not await self._apply_together(together):
+                for ready in batches:
+                    await self._apply_batch(ready)
+            for tp, messages, _ in assigned:
+                self._done[tp] = self._positions[tp] = messages[-1].offset + 1
 
-    async def _handle_batch(self, read: list[_Read]) -> None:
-        """Apply a partition's batch in one transaction; if any event fails in it, apply them
-        one by one (so that only the failing one retries and, at last, goes to the DLQ). The
-        messages that cannot be read go to the DLQ; events with no handler are counted."""
+    async def _sort_out(self, read: list[_Read]) -> list[_Parsed]:
+        """The events of `read` to apply; the messages that cannot be read go to the DLQ, and
+        the events with no handler are counted."""
         ready = []
         for item in read:
             if isinstance(item, _Parsed):
@@ -347,6 +373,11 @@ class InboxConsumer:
                 await self._dead_letter(item.message, item.error, "unparseable")
             else:
                 self._count(item.event_type, "ignored")
+        return ready
+
+    async def _apply_batch(self, ready: list[_Parsed]) -> None:
+        """Apply a partition's events in one transaction; if any event fails in it, one by
+        one."""
         if len(ready) > 1 and await self._apply_together(ready):
             return
         for parsed in ready:
