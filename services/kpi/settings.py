@@ -29,9 +29,9 @@ class Settings(ServiceSettings):
         30.0, gt=0, le=365, validation_alias="BATON_KPI_ONBOARDING_SLA_DAYS"
     )
     gauges_interval_s: float = Field(30.0, gt=0, le=3600, validation_alias="BATON_KPI_GAUGES_S")
-    # Events a fetch takes (each partition's in one transaction): the read model loads and
-    # writes once a transaction, and a fact changed by several of its events is written once, so
-    # a backlog goes faster in larger ones than the other services' 500 (bench/README.md).
+    # Events a fetch takes (all in one transaction): the read model loads and writes once a
+    # transaction, and a fact changed by several of its events is written once, so a backlog
+    # goes faster in larger ones than the other services' 500 (bench/README.md).
     consumer_batch_size: int = Field(2000, ge=1, le=10_000)
 
     @field_validator("timezone")
