@@ -108,16 +108,6 @@ class _Ignored:
 
 _Read = _Parsed | _Unreadable | _Ignored
 
-
-@dataclass(frozen=True, slots=True)
-class _Fetch:
-    """A fetch's messages by partition, each read; and the positions of the assigned partitions
-    it had no message of."""
-
-    partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]], list[_Read]]]
-    idle: dict[TopicPartition, int]
-
-
 # Messages read between two chances for the event loop to run something else (such as a request
 # to the service's API).
 _READ_SLICE = 100
@@ -273,36 +263,19 @@ class InboxConsumer:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        """Apply fetch after fetch. The next fetch is taken and read while one is applied, so
-        that parsing and validating it fills the event loop's waits on the database."""
-        ahead = asyncio.create_task(self._fetch(consumer))
-        try:
-            while not self._stopping.is_set():
-                fetch = await ahead
-                ahead = asyncio.create_task(self._fetch(consumer))
-                await self._handle_fetch(consumer, fetch.partitions)
-                await self._commit(consumer)
-                for tp, position in fetch.idle.items():
-                    if tp in consumer.assignment():
-                        self._positions[tp] = position
-                self._record_lag(consumer)
-        finally:
-            ahead.cancel()  # (a fetch not applied is fetched again: its offsets are not committed)
-            await asyncio.gather(ahead, return_exceptions=True)
-
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> _Fetch:
-        batch = await consumer.getmany(
-            timeout_ms=500, max_records=self._settings.consumer_batch_size
-        )
-        if consumer.assignment():
-            self.assigned.set()
-        idle = {}
-        for tp in consumer.assignment():
-            if tp not in batch:  # nothing new: the position is where the group left off
-                with contextlib.suppress(IllegalStateError):
-                    idle[tp] = await consumer.position(tp)
-        read = [(tp, messages, await self._read(messages)) for tp, messages in batch.items()]
-        return _Fetch(read, idle)
+        while not self._stopping.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=500, max_records=self._settings.consumer_batch_size
+            )
+            if consumer.assignment():
+                self.assigned.set()
+            await self._handle_fetch(consumer, list(batch.items()))
+            await self._commit(consumer)
+            for tp in consumer.assignment():
+                if tp not in batch:  # nothing new: the position is where the group left off
+                    with contextlib.suppress(IllegalStateError):
+                        self._positions[tp] = await consumer.position(tp)
+            self._record_lag(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         async with self._lock:
@@ -343,17 +316,21 @@ class InboxConsumer:
     async def _handle_fetch(
         self,
         consumer: AIOKafkaConsumer,
-        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]], list[_Read]]],
+        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]],
     ) -> None:
-        """Apply a fetch: the events of every partition still assigned, in one transaction. If
-        any event fails in it, each partition's are applied in a transaction of their own, and
-        if one of those fails, its events one by one (so that only the failing one retries and,
-        at last, goes to the DLQ). One transaction a fetch rather than a partition: a fact or a
-        daily total that several partitions' events touch is written once, not once each."""
+        """Apply a fetch: its messages read (parsed and validated), then the events of every
+        partition still assigned applied in one transaction. If any event fails in it, each
+        partition's are applied in a transaction of their own, and if one of those fails, its
+        events one by one (so that only the failing one retries and, at last, goes to the DLQ).
+        One transaction a fetch rather than a partition: when a fetch holds a few events of each
+        of many partitions (as it does once a service keeps up with its topics), a fact or a
+        daily total that several of them touch is written once, and the fetch is committed
+        once."""
+        read = [(tp, messages, await self._read(messages)) for tp, messages in partitions]
         async with self._lock:
             # (a partition revoked meanwhile is skipped: its new owner takes the rest)
-            assigned = [entry for entry in partitions if entry[0] in consumer.assignment()]
-            batches = [await self._sort_out(read) for _, _, read in assigned]
+            assigned = [entry for entry in read if entry[0] in consumer.assignment()]
+            batches = [await self._sort_out(items) for _, _, items in assigned]
             batches = [ready for ready in batches if ready]
             together = [parsed for ready in batches for parsed in ready]
             if len(batches) < 2 or not await self._apply_together(together):

@@ -280,8 +280,8 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     poison = mql().model_copy(update={"data": {**mql().data, "name": "Poison"}})
     unhandled = mql().model_copy(update={"type": "baton.LeadEngaged.v1"})
     marker = uuid.uuid4().hex
-    # Each partition's events are there before the consumer starts: one batch each, in one
-    # fetch, the second partition's read while the first's transaction is written.
+    # Each partition's events are there before the consumer starts: one fetch, applied in one
+    # transaction, which the poison rolls back; then each partition's in one of its own.
     garbage_bytes = f"not json {marker}".encode()
     backlog = {
         0: [first, second, first, third],
@@ -325,6 +325,8 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     good = [first, second, third, fourth, fifth]
     assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in good)
     assert inbox == {str(e.id) for e in good}
+    both = sorted(str(e.data["lead_id"]) for e in (first, second, third, fourth, poison, fifth))
+    assert [sorted(leads) for leads in prepared].count(both) == 1  # the fetch, rolled back
     assert [str(e.data["lead_id"]) for e in (first, second, third)] in prepared
     assert [str(e.data["lead_id"]) for e in (fourth, poison, fifth)] in prepared  # rolled back
     assert [str(fourth.data["lead_id"])] in prepared and [str(fifth.data["lead_id"])] in prepared
