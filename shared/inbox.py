@@ -249,8 +249,11 @@ class InboxConsumer:
                 self._consumer = consumer
                 backoff = 0.2
                 await self._consume(consumer)
-            except KafkaError as exc:
-                log.warning("consumer failed; restarting", extra={"error": repr(exc)})
+            except Exception as exc:
+                if isinstance(exc, KafkaError):
+                    log.warning("consumer failed; restarting", extra={"error": repr(exc)})
+                else:  # a fault of the service's own: seen, and the consumer goes on
+                    log.exception("consumer failed unexpectedly; restarting")
                 await self._wait_stopping(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:

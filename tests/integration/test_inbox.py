@@ -116,6 +116,55 @@ async def test_same_event_twice_has_one_effect(
         assert await count(settings, inbox) == 1
 
 
+class _FailsOnce(InboxConsumer):
+    """A consumer whose first fetch fails with an error that is not the broker's."""
+
+    failed = False
+
+    async def _handle_fetch(self, *args: Any) -> None:
+        if not self.failed and args[1]:
+            self.failed = True
+            raise RuntimeError("a fault of the service's own")
+        await super()._handle_fetch(*args)
+
+
+async def test_the_consumer_goes_on_after_a_fault_of_its_own(
+    broker: EmbeddedBroker, topics: Any, tmp_path: Path, caplog: Any
+) -> None:
+    settings = make_settings(
+        "inside_sales",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'is.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    engine = create_engine(settings.db_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(PlumbingBase.metadata.create_all)
+        await connection.run_sync(_TestBase.metadata.create_all)
+    prepared: list[list[str]] = []
+    consumer = _FailsOnce(
+        settings,
+        session_factory(engine),
+        ("baton.marketing",),
+        {LeadQualified.event_type(): apply_unless_poison},
+        Outbox(settings.topic, settings.outbox_lanes),
+        work=lambda session, _: AppliedLeads(session, prepared),
+        group_id=f"fails-once-{uuid.uuid4().hex[:8]}",
+    )
+    event = mql()
+    consumer.start()
+    try:
+        async with producer(broker.bootstrap) as plain:
+            await publish(plain, event)
+        applied = select(func.count()).select_from(Applied)
+        await eventually(lambda: _equals(settings, applied, 1))
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+    assert consumer.failed
+    assert "consumer failed unexpectedly; restarting" in caplog.text
+
+
 async def _equals(settings: ServiceSettings, query: Any, expected: int) -> bool:
     return await count(settings, query) == expected
 
