@@ -1,5 +1,6 @@
 """The inbox on a real broker: duplicates, poison messages, replicas of one consumer group, a
-batch in one transaction with the service's transaction work."""
+fetch in one transaction with the service's transaction work, a consumer that goes on after a
+fault of its own."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy import Integer, String, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baton.broker import EmbeddedBroker
@@ -114,56 +115,6 @@ async def test_same_event_twice_has_one_effect(
         assert await count(settings, queue_items(ids[:1])) == 1
         inbox = select(func.count()).where(InboxRow.event_id == str(event.id))
         assert await count(settings, inbox) == 1
-
-
-class _FailsOnce(InboxConsumer):
-    """A consumer whose first fetch fails with an error that is not the broker's."""
-
-    failed = False
-
-    async def _handle_fetch(self, *args: Any) -> None:
-        if not self.failed and args[1]:
-            self.failed = True
-            raise RuntimeError("a fault of the service's own")
-        await super()._handle_fetch(*args)
-
-
-async def test_the_consumer_goes_on_after_a_fault_of_its_own(
-    own_broker: EmbeddedBroker, tmp_path: Path, caplog: Any
-) -> None:
-    await ensure_topics(BatonSettings(kafka_bootstrap=own_broker.bootstrap), ALL_TOPICS)
-    settings = make_settings(
-        "inside_sales",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'is.db'}",
-        bootstrap=own_broker.bootstrap,
-        data_dir=tmp_path,
-    )
-    engine = create_engine(settings.db_url)
-    async with engine.begin() as connection:
-        await connection.run_sync(PlumbingBase.metadata.create_all)
-        await connection.run_sync(_TestBase.metadata.create_all)
-    prepared: list[list[str]] = []
-    consumer = _FailsOnce(
-        settings,
-        session_factory(engine),
-        ("baton.marketing",),
-        {LeadQualified.event_type(): apply_unless_poison},
-        Outbox(settings.topic, settings.outbox_lanes),
-        work=lambda session, _: AppliedLeads(session, prepared),
-        group_id=f"fails-once-{uuid.uuid4().hex[:8]}",
-    )
-    event = mql()
-    consumer.start()
-    try:
-        async with producer(own_broker.bootstrap) as plain:
-            await publish(plain, event)
-        applied = select(func.count()).where(Applied.lead_id == str(event.data["lead_id"]))
-        await eventually(lambda: _equals(settings, applied, 1))
-    finally:
-        await consumer.stop()
-        await engine.dispose()
-    assert consumer.failed
-    assert "consumer failed unexpectedly; restarting" in caplog.text
 
 
 async def _equals(settings: ServiceSettings, query: Any, expected: int) -> bool:
@@ -312,20 +263,48 @@ async def apply_unless_poison(ctx: EventContext, event: LeadQualified) -> None:
     ctx.work.leads.append(str(event.lead_id))
 
 
-async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_poison(
-    own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
-) -> None:
-    await ensure_topics(BatonSettings(kafka_bootstrap=own_broker.bootstrap), ALL_TOPICS)
+async def applying_service(
+    broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> tuple[ServiceSettings, AsyncEngine]:
+    """The topics on `broker`, and settings and an engine for a consumer of them whose database
+    has the plumbing and the test's tables."""
+    await ensure_topics(BatonSettings(kafka_bootstrap=broker.bootstrap), ALL_TOPICS)
     settings = make_settings(
-        "inside_sales",
-        database_url=await database_url("inside_sales"),
-        bootstrap=own_broker.bootstrap,
-        data_dir=tmp_path,
+        "inside_sales", database_url=database_url, bootstrap=broker.bootstrap, data_dir=tmp_path
     )
     engine = create_engine(settings.db_url)
     async with engine.begin() as connection:
         await connection.run_sync(PlumbingBase.metadata.create_all)
         await connection.run_sync(_TestBase.metadata.create_all)
+    return settings, engine
+
+
+def applying_consumer(
+    kind: type[InboxConsumer],
+    settings: ServiceSettings,
+    engine: AsyncEngine,
+    prepared: list[list[str]],
+    **options: Any,
+) -> InboxConsumer:
+    """A consumer of `baton.marketing` that applies LeadQualified (`apply_unless_poison`) with
+    `AppliedLeads` as its transaction work."""
+    return kind(
+        settings,
+        session_factory(engine),
+        ("baton.marketing",),
+        {LeadQualified.event_type(): apply_unless_poison},
+        Outbox(settings.topic, settings.outbox_lanes),
+        work=lambda session, _: AppliedLeads(session, prepared),
+        **options,
+    )
+
+
+async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_poison(
+    own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> None:
+    settings, engine = await applying_service(
+        own_broker, await database_url("inside_sales"), tmp_path
+    )
     first, second, third, fourth, fifth = (mql() for _ in range(5))
     poison = mql().model_copy(update={"data": {**mql().data, "name": "Poison"}})
     unhandled = mql().model_copy(update={"type": "baton.LeadEngaged.v1"})
@@ -344,15 +323,8 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
                 await plain.send_and_wait("baton.marketing", value, key=b"k", partition=partition)
     prepared: list[list[str]] = []
     metrics = ServiceMetrics("inside_sales")
-    consumer = InboxConsumer(
-        settings,
-        session_factory(engine),
-        ("baton.marketing",),
-        {LeadQualified.event_type(): apply_unless_poison},
-        Outbox(settings.topic, settings.outbox_lanes),
-        metrics,
-        work=lambda session, _: AppliedLeads(session, prepared),
-        retry_backoff_s=0.01,
+    consumer = applying_consumer(
+        InboxConsumer, settings, engine, prepared, metrics=metrics, retry_backoff_s=0.01
     )
     dlq = AIOKafkaConsumer(
         DLQ_TOPIC, bootstrap_servers=own_broker.bootstrap, auto_offset_reset="earliest"
@@ -387,3 +359,36 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     sample = metrics.registry.get_sample_value
     assert sample(handled, {"type": "baton.LeadQualified.v1", "outcome": "duplicate"}) == 1
     assert sample(handled, {"type": "baton.LeadEngaged.v1", "outcome": "ignored"}) == 1
+
+
+class _FailsOnce(InboxConsumer):
+    """A consumer whose first fetch fails with an error that is not the broker's."""
+
+    failed = False
+
+    async def _handle_fetch(self, *args: Any) -> None:
+        if not self.failed and args[1]:
+            self.failed = True
+            raise RuntimeError("a fault of the service's own")
+        await super()._handle_fetch(*args)
+
+
+async def test_the_consumer_goes_on_after_a_fault_of_its_own(
+    own_broker: EmbeddedBroker, tmp_path: Path, caplog: Any
+) -> None:
+    settings, engine = await applying_service(
+        own_broker, f"sqlite+aiosqlite:///{tmp_path / 'is.db'}", tmp_path
+    )
+    consumer = applying_consumer(_FailsOnce, settings, engine, [])
+    event = mql()
+    consumer.start()
+    try:
+        async with producer(own_broker.bootstrap) as plain:
+            await publish(plain, event)
+        applied = select(func.count()).where(Applied.lead_id == str(event.data["lead_id"]))
+        await eventually(lambda: _equals(settings, applied, 1))
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+    assert isinstance(consumer, _FailsOnce) and consumer.failed
+    assert "consumer failed unexpectedly; restarting" in caplog.text
