@@ -54,6 +54,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
+from sqlalchemy.dialects import sqlite
 
 from baton.broker import EmbeddedBroker
 from bench.fleet import (
@@ -68,10 +69,11 @@ from bench.fleet import (
     sqlite_writer,
 )
 from services.kpi.app import SPEC as KPI
+from services.kpi.models import LeadFact
 from services.kpi.settings import Settings
 from shared.app import run_service
 from shared.bus import connection_options, create_consumer, create_producer, ensure_topics
-from shared.db import create_engine
+from shared.db import create_engine, driver_value
 from shared.events import (
     CONTENT_TYPE,
     CampaignCostRecorded,
@@ -109,6 +111,7 @@ from shared.migrations import upgrade
 from shared.settings import ALL_TOPICS, BatonSettings, topic_of
 
 TARGET = 0.25
+SQLITE_DIALECT = sqlite.dialect()
 SIDES = ("kpi", "applying", "floor", "raw")  # measured in turn, each round another first
 POLL_S = 0.05
 TOPICS = tuple(
@@ -451,15 +454,13 @@ class FloorStore:
         facts: dict[str, datetime],
         totals: Counter[tuple[date, str]],
     ) -> None:
-        # Times as the service stores them on SQLite: UTC text, its offset cut off.
+        # Times as the service stores them on SQLite (its column's own bind processor).
+        dialect, column = SQLITE_DIALECT, LeadFact.__table__.c.captured_at
         connection.executemany(
             f"INSERT INTO {self.FACTS} (lead_id, source, campaign_id, captured_at, downloads) "
             "VALUES (?, '', '', ?, '{}') ON CONFLICT (lead_id) DO UPDATE SET captured_at = "
             f"coalesce(min({self.FACTS}.captured_at, excluded.captured_at), excluded.captured_at)",
-            [
-                (lead, facts[lead].astimezone(UTC).isoformat(" ", "microseconds")[:-6])
-                for lead in sorted(facts)
-            ],
+            [(lead, driver_value(dialect, column, facts[lead])) for lead in sorted(facts)],
         )
         connection.executemany(
             f"INSERT INTO {self.TOTALS} (day, metric, source, campaign_id, value) "
