@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -25,12 +25,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     event,
     func,
     select,
     text,
+    update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.bus import create_producer
@@ -441,6 +443,7 @@ class OutboxRelay:
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
         linger = self._settings.outbox_linger_ms / 1000
+        lanes_checked = False
         while True:
             if linger and not (self._backlog or self._stopping):
                 # The commits of the next few ms go out with this run's: under load, fewer and
@@ -449,6 +452,9 @@ class OutboxRelay:
                 await asyncio.sleep(linger)
             self._wake.clear()
             try:
+                if not lanes_checked:
+                    await self._move_to_own_lanes()
+                    lanes_checked = True
                 producer = await self._ensure_producer()
                 published = await self._publish(producer)
                 backoff = 0.1
@@ -478,6 +484,41 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _move_to_own_lanes(self) -> int:
+        """Move every pending row to its key's lane under `outbox_lanes`; how many moved.
+
+        The relay does this once, before its first pass. A row written while `outbox_lanes` was
+        set otherwise may sit in another lane than its key's, or in one past the last lane.
+        There no pass would read it, or an aggregate's rows would be split over two lanes,
+        whose passes would send them out of order. Each lane with pending rows is read in
+        chunks of id order (`ix_outbox_pending`), in one transaction. When a row is to move,
+        on PostgreSQL that transaction first waits for the advisory lock of each of those lanes
+        and of `outbox_lanes`, so no other replica's pass is halfway through a row being moved.
+        Replicas that are still writing under the old setting split aggregates again: change
+        the setting on every replica together.
+        """
+        lanes = self._settings.outbox_lanes
+        moved = 0
+        async with self._engine.begin() as connection:
+            pending = sorted((await connection.execute(_PENDING_LANES)).scalars())
+            if not await _any_to_move(connection, pending, lanes):
+                return 0  # (the usual start: every pending row in its lane)
+            if self._postgres:
+                # One mover at a time (lane -1 is no pass's); passes only try their locks.
+                for lane in (-1, *sorted(set(range(lanes)).union(pending))):
+                    await connection.execute(
+                        _LOCK_LANE, {"lock_class": self._lane_lock_class, "lane": lane}
+                    )
+            async for moves in _moves_to_own_lanes(connection, pending, lanes):
+                if moves:
+                    await connection.execute(_MOVE_TO_LANE, moves)
+                    moved += len(moves)
+        log.warning(
+            "outbox rows moved to their lanes under outbox_lanes",
+            extra={"rows": moved, "lanes": lanes},
+        )
+        return moved
 
     async def _publish(self, producer: AIOKafkaProducer) -> int:
         """Publish pending rows; return how many were published (none: nothing was pending)."""
@@ -619,6 +660,55 @@ def _aware(value: datetime) -> datetime:
 
 
 _PUBLISHED_AT = OUTBOX_TABLE.c.published_at
+
+# Moving pending rows to their lanes (`OutboxRelay._move_to_own_lanes`, once at start: a cold
+# path, in SQLAlchemy). The lanes with pending rows, a lane's lock held to the transaction's
+# end, a chunk of a lane's pending rows after an id (both from the partial index
+# `ix_outbox_pending`, whatever the published rows kept), and a row's move.
+_PENDING_LANES = select(OUTBOX_TABLE.c.lane).where(_PUBLISHED_AT.is_(None)).distinct()
+_LOCK_LANE = text("SELECT pg_advisory_xact_lock(:lock_class, :lane)")
+_PENDING_IN_LANE = (
+    select(OUTBOX_TABLE.c.id, OUTBOX_TABLE.c.key)
+    .where(
+        _PUBLISHED_AT.is_(None),
+        OUTBOX_TABLE.c.lane == bindparam("lane"),
+        OUTBOX_TABLE.c.id > bindparam("after"),
+    )
+    .order_by(OUTBOX_TABLE.c.id)
+    .limit(10_000)
+)
+_MOVE_TO_LANE = (
+    update(OUTBOX_TABLE)
+    .where(OUTBOX_TABLE.c.id == bindparam("row_id"))
+    .values(lane=bindparam("to_lane"))
+)
+
+
+async def _moves_to_own_lanes(
+    connection: AsyncConnection, pending: Sequence[int], lanes: int
+) -> AsyncGenerator[list[dict[str, int]], None]:
+    """For each chunk of the pending rows of the lanes `pending`, the moves of those not in
+    their key's lane under `lanes` (`_MOVE_TO_LANE`'s parameters)."""
+    for lane in pending:
+        after = 0
+        while chunk := (
+            await connection.execute(_PENDING_IN_LANE, {"lane": lane, "after": after})
+        ).all():
+            yield [
+                {"row_id": row_id, "to_lane": own}
+                for row_id, key in chunk
+                if (own := lane_of(key, lanes)) != lane
+            ]
+            after = chunk[-1][0]
+
+
+async def _any_to_move(connection: AsyncConnection, pending: Sequence[int], lanes: int) -> bool:
+    """Whether any pending row of the lanes `pending` is not in its key's lane under `lanes`."""
+    async with contextlib.aclosing(_moves_to_own_lanes(connection, pending, lanes)) as chunks:
+        async for moves in chunks:
+            if moves:
+                return True
+    return False
 
 
 async def _no_rows() -> list[_Pending]:

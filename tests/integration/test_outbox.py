@@ -236,6 +236,34 @@ async def test_sqlite_relay_starts_at_the_oldest_pending_row_and_skips_published
     await engine.dispose()
 
 
+async def test_rows_written_under_other_lanes_go_out_each_aggregate_in_order(
+    broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> None:
+    """Rows written while `outbox_lanes` was 8 sit in lanes 4-7 that a relay of 4 lanes has no
+    pass for, before the rows written since. The relay moves them to their keys' lanes first:
+    every row goes out once, each key's in order, and none is left pending."""
+    url = await database_url("marketing")
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=2, lanes=4)
+    keys: list[str] = []
+    while len(keys) < 6:  # keys whose lane under 8 lanes is not theirs under 4
+        if lane_of(key := str(uuid.uuid4()), 8) >= 4:
+            keys.append(key)
+    await add_test_rows(sessions, topic, keys, range(3), lanes=8)
+    await add_test_rows(sessions, topic, keys, range(3, 6), lanes=4)
+    relay = OutboxRelay(settings, sessions)
+    relay.start()
+    try:
+        messages = await read_topic(broker.bootstrap, topic, expected=36, timeout=15)
+    finally:
+        await relay.stop()
+    assert_each_once_in_order(messages, keys, 6)
+    assert await pending_count(engine) == 0
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(OutboxRow.key, OutboxRow.lane))).all()
+    assert all(lane == lane_of(key, 4) for key, lane in rows)
+    await engine.dispose()
+
+
 async def relay_setup(
     broker: EmbeddedBroker,
     tmp_path: Path,
