@@ -250,10 +250,13 @@ class InboxConsumer:
                 backoff = 0.2
                 await self._consume(consumer)
             except Exception as exc:
-                if isinstance(exc, KafkaError):
+                cause = "broker" if isinstance(exc, KafkaError) else "fault"
+                if cause == "broker":
                     log.warning("consumer failed; restarting", extra={"error": repr(exc)})
                 else:  # a fault of the service's own: seen, and the consumer goes on
                     log.exception("consumer failed unexpectedly; restarting")
+                if self._metrics is not None:  # (a consumer that keeps restarting: an alert)
+                    self._metrics.consumer_restarts(cause=cause).inc()
                 await self._wait_stopping(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:

@@ -48,6 +48,12 @@ class ServiceMetrics:
             ["topic", "partition"],
             registry=r,
         ).labels
+        self.consumer_restarts = Counter(
+            "baton_consumer_restarts",
+            "Times the consumer stopped on an error and started again, by cause (broker, fault)",
+            ["cause"],
+            registry=r,
+        ).labels
         self.group_commit_items = Histogram(
             "baton_group_commit_items",
             "Items written per transaction by a group commit",

@@ -379,7 +379,8 @@ async def test_the_consumer_goes_on_after_a_fault_of_its_own(
     settings, engine = await applying_service(
         own_broker, f"sqlite+aiosqlite:///{tmp_path / 'is.db'}", tmp_path
     )
-    consumer = applying_consumer(_FailsOnce, settings, engine, [])
+    metrics = ServiceMetrics("inside_sales")
+    consumer = applying_consumer(_FailsOnce, settings, engine, [], metrics=metrics)
     event = mql()
     consumer.start()
     try:
@@ -392,3 +393,6 @@ async def test_the_consumer_goes_on_after_a_fault_of_its_own(
         await engine.dispose()
     assert isinstance(consumer, _FailsOnce) and consumer.failed
     assert "consumer failed unexpectedly; restarting" in caplog.text
+    restarts = metrics.registry.get_sample_value
+    assert restarts("baton_consumer_restarts_total", {"cause": "fault"}) == 1
+    assert restarts("baton_consumer_restarts_total", {"cause": "broker"}) is None
