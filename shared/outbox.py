@@ -25,14 +25,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     event,
     func,
     select,
     text,
-    update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.bus import create_producer
@@ -348,6 +346,7 @@ _MARK_ON_SQLITE = "UPDATE outbox SET published_at = ? WHERE id IN (SELECT value 
 # a pass: the pending rows after an id, in id order (a range of the table's own order, its rows
 # side by side, rather than a seek for each row from the lanes' index).
 _OLDEST_PENDING_IN_LANE = "SELECT min(id) FROM outbox WHERE published_at IS NULL AND lane = ?"
+_LAST_PENDING_LANE = "SELECT max(lane) FROM outbox WHERE published_at IS NULL"
 _PENDING_AFTER = (
     f"SELECT {_COLUMNS} FROM outbox WHERE id > ? AND published_at IS NULL ORDER BY id LIMIT ?"
 )
@@ -357,11 +356,13 @@ def _read_on_sqlite(
     connection: sqlite3.Connection, after: int | None, lanes: int, most: int
 ) -> list[_Pending]:
     """Up to `most` pending rows after the id `after` (None: from the oldest pending row of
-    any of `lanes` lanes), in id order."""
+    any lane: of the `lanes` lanes, and of any lane past them that rows written while
+    `outbox_lanes` was higher are in), in id order."""
     if after is None:
+        last = connection.execute(_LAST_PENDING_LANE).fetchone()[0]
         oldest = [
             connection.execute(_OLDEST_PENDING_IN_LANE, (lane,)).fetchone()[0]
-            for lane in range(lanes)
+            for lane in range(max(lanes, (last or 0) + 1))
         ]
         first = min((found for found in oldest if found is not None), default=None)
         if first is None:
@@ -452,7 +453,7 @@ class OutboxRelay:
                 await asyncio.sleep(linger)
             self._wake.clear()
             try:
-                if not lanes_checked:
+                if self._postgres and not lanes_checked:
                     await self._move_to_own_lanes()
                     lanes_checked = True
                 producer = await self._ensure_producer()
@@ -486,34 +487,36 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _move_to_own_lanes(self) -> int:
-        """Move every pending row to its key's lane under `outbox_lanes`; how many moved.
+        """PostgreSQL: move every pending row to its key's lane under `outbox_lanes`, before the
+        relay's first pass; how many moved.
 
-        The relay does this once, before its first pass. A row written while `outbox_lanes` was
-        set otherwise may sit in another lane than its key's, or in one past the last lane.
-        There no pass would read it, or an aggregate's rows would be split over two lanes,
-        whose passes would send them out of order. Each lane with pending rows is read in
-        chunks of id order (`ix_outbox_pending`), in one transaction. When a row is to move,
-        on PostgreSQL that transaction first waits for the advisory lock of each of those lanes
-        and of `outbox_lanes`, so no other replica's pass is halfway through a row being moved.
-        Replicas that are still writing under the old setting split aggregates again: change
-        the setting on every replica together.
+        A row written while `outbox_lanes` was set otherwise may sit in another lane than its
+        key's, or in one past the last lane. There no pass would read it, or an aggregate's rows
+        would be split over two lanes, whose passes would send them out of order. The pending
+        rows are read with the driver, in chunks, until one is found out of its lane (the usual
+        start finds none). Then, in one transaction, the relay waits for the advisory lock of
+        every lane with pending rows and of `outbox_lanes` (so that no other replica's pass is
+        halfway through a row being moved) and moves them. Replicas still writing under the old
+        setting split aggregates again: change it on every replica together. (On SQLite a pass
+        reads on in id order whatever the lanes, and starts from the oldest pending row of any
+        lane: `_read_on_sqlite`.)
         """
-        lanes = self._settings.outbox_lanes
-        moved = 0
-        async with self._engine.begin() as connection:
-            pending = sorted((await connection.execute(_PENDING_LANES)).scalars())
-            if not await _any_to_move(connection, pending, lanes):
-                return 0  # (the usual start: every pending row in its lane)
-            if self._postgres:
-                # One mover at a time (lane -1 is no pass's); passes only try their locks.
-                for lane in (-1, *sorted(set(range(lanes)).union(pending))):
-                    await connection.execute(
-                        _LOCK_LANE, {"lock_class": self._lane_lock_class, "lane": lane}
-                    )
-            async for moves in _moves_to_own_lanes(connection, pending, lanes):
-                if moves:
-                    await connection.execute(_MOVE_TO_LANE, moves)
-                    moved += len(moves)
+        lanes, lock, moved = self._settings.outbox_lanes, self._lane_lock_class, 0
+        async with driver_connection(self._engine) as connection:
+            async with (
+                connection.transaction(readonly=True),
+                contextlib.aclosing(_out_of_lane(connection, lanes)) as found,
+            ):
+                if await anext(found, None) is None:
+                    return 0
+            async with connection.transaction():
+                await connection.execute(_LOCK_LANE, lock, -1)  # one mover at a time
+                pending = [row[0] for row in await connection.fetch(_PENDING_LANES)]
+                for lane in sorted(set(range(lanes)).union(pending)):
+                    await connection.execute(_LOCK_LANE, lock, lane)
+                async for ids, to_lanes in _out_of_lane(connection, lanes):
+                    await connection.execute(_MOVE_TO_LANES, ids, to_lanes)
+                    moved += len(ids)
         log.warning(
             "outbox rows moved to their lanes under outbox_lanes",
             extra={"rows": moved, "lanes": lanes},
@@ -661,54 +664,32 @@ def _aware(value: datetime) -> datetime:
 
 _PUBLISHED_AT = OUTBOX_TABLE.c.published_at
 
-# Moving pending rows to their lanes (`OutboxRelay._move_to_own_lanes`, once at start: a cold
-# path, in SQLAlchemy). The lanes with pending rows, a lane's lock held to the transaction's
-# end, a chunk of a lane's pending rows after an id (both from the partial index
-# `ix_outbox_pending`, whatever the published rows kept), and a row's move.
-_PENDING_LANES = select(OUTBOX_TABLE.c.lane).where(_PUBLISHED_AT.is_(None)).distinct()
-_LOCK_LANE = text("SELECT pg_advisory_xact_lock(:lock_class, :lane)")
-_PENDING_IN_LANE = (
-    select(OUTBOX_TABLE.c.id, OUTBOX_TABLE.c.key)
-    .where(
-        _PUBLISHED_AT.is_(None),
-        OUTBOX_TABLE.c.lane == bindparam("lane"),
-        OUTBOX_TABLE.c.id > bindparam("after"),
-    )
-    .order_by(OUTBOX_TABLE.c.id)
-    .limit(10_000)
-)
-_MOVE_TO_LANE = (
-    update(OUTBOX_TABLE)
-    .where(OUTBOX_TABLE.c.id == bindparam("row_id"))
-    .values(lane=bindparam("to_lane"))
+# PostgreSQL: moving pending rows to their lanes (`OutboxRelay._move_to_own_lanes`, at start):
+# every pending row's key and lane, the lanes with pending rows, a lane's lock (held to the
+# transaction's end), and the rows' moves.
+_PENDING_KEYS = "SELECT id, key, lane FROM outbox WHERE published_at IS NULL"
+_PENDING_LANES = "SELECT DISTINCT lane FROM outbox WHERE published_at IS NULL"
+_LOCK_LANE = "SELECT pg_advisory_xact_lock($1, $2)"
+_MOVE_TO_LANES = (
+    "UPDATE outbox SET lane = m.lane FROM unnest($1::bigint[], $2::int[]) AS m(id, lane) "
+    "WHERE outbox.id = m.id"
 )
 
 
-async def _moves_to_own_lanes(
-    connection: AsyncConnection, pending: Sequence[int], lanes: int
-) -> AsyncGenerator[list[dict[str, int]], None]:
-    """For each chunk of the pending rows of the lanes `pending`, the moves of those not in
-    their key's lane under `lanes` (`_MOVE_TO_LANE`'s parameters)."""
-    for lane in pending:
-        after = 0
-        while chunk := (
-            await connection.execute(_PENDING_IN_LANE, {"lane": lane, "after": after})
-        ).all():
-            yield [
-                {"row_id": row_id, "to_lane": own}
-                for row_id, key in chunk
-                if (own := lane_of(key, lanes)) != lane
-            ]
-            after = chunk[-1][0]
-
-
-async def _any_to_move(connection: AsyncConnection, pending: Sequence[int], lanes: int) -> bool:
-    """Whether any pending row of the lanes `pending` is not in its key's lane under `lanes`."""
-    async with contextlib.aclosing(_moves_to_own_lanes(connection, pending, lanes)) as chunks:
-        async for moves in chunks:
-            if moves:
-                return True
-    return False
+async def _out_of_lane(
+    connection: Any, lanes: int
+) -> AsyncGenerator[tuple[list[int], list[int]], None]:
+    """PostgreSQL: the pending rows not in their key's lane under `lanes`, a chunk at a time
+    (their ids, and their lanes), read with a cursor in the transaction open on `connection`
+    (asyncpg's)."""
+    cursor = await connection.cursor(_PENDING_KEYS)
+    while chunk := await cursor.fetch(10_000):
+        moves = [
+            (row_id, own) for row_id, key, lane in chunk if (own := lane_of(key, lanes)) != lane
+        ]
+        if moves:
+            ids, to_lanes = zip(*moves, strict=True)
+            yield list(ids), list(to_lanes)
 
 
 async def _no_rows() -> list[_Pending]:
