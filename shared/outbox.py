@@ -517,10 +517,11 @@ class OutboxRelay:
                 async for ids, to_lanes in _out_of_lane(connection, lanes):
                     await connection.execute(_MOVE_TO_LANES, ids, to_lanes)
                     moved += len(ids)
-        log.warning(
-            "outbox rows moved to their lanes under outbox_lanes",
-            extra={"rows": moved, "lanes": lanes},
-        )
+        if moved:
+            log.warning(
+                "outbox rows moved to their lanes under outbox_lanes",
+                extra={"rows": moved, "lanes": lanes},
+            )
         return moved
 
     async def _publish(self, producer: AIOKafkaProducer) -> int:
