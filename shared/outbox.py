@@ -510,8 +510,9 @@ class OutboxRelay:
                 if await anext(found, None) is None:
                     return 0
             async with connection.transaction():
-                await connection.execute(_LOCK_LANE, lock, -1)  # one mover at a time
                 pending = [row[0] for row in await connection.fetch(_PENDING_LANES)]
+                # In lane order: two relays moving at once wait for each other, never deadlock
+                # (and passes only try their locks).
                 for lane in sorted(set(range(lanes)).union(pending)):
                     await connection.execute(_LOCK_LANE, lock, lane)
                 async for ids, to_lanes in _out_of_lane(connection, lanes):
