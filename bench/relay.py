@@ -18,6 +18,12 @@ the next pass read while this one is marked, as the relay there does), and nothi
 must do at least this besides sending, so its rate cannot exceed the floor's; a target above the
 floor's ratio is out of reach of a relay marking rows in passes of that size on this machine.
 
+Each side's CPU is measured too: the event loop's thread's, and the whole machine's (every
+process: this one, the broker, PostgreSQL; from /proc/stat, where there is one). A relay does at
+least the floor's work and the raw produce's, so the machine's CPU a row of the two together,
+spread over every core at once, bounds it: a target above that bound is out of reach on this
+machine whatever the relay overlaps.
+
     .venv/bin/python -m bench.relay [--db sqlite|postgres|both] [--events 50000] [--rounds 5]
 """
 
@@ -26,15 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -70,6 +78,43 @@ POLL_S = 0.01
 SOURCES: tuple[LeadSource, ...] = LeadSource.__args__  # type: ignore[attr-defined]
 TITLES = ("CTO", "Head of Sales", "Engineer", None)
 CAMPAIGNS = [uuid.uuid4() for _ in range(20)]
+
+
+@dataclass(frozen=True, slots=True)
+class Took:
+    """A side's time: wall seconds; the CPU seconds of the event loop's thread meanwhile; and
+    those of the whole machine (every process: this one, the broker, PostgreSQL), or None where
+    the system does not tell (no /proc/stat)."""
+
+    wall: float
+    loop_cpu: float
+    machine_cpu: float | None
+
+
+class Stopwatch:
+    """Wall time, the CPU time of the thread it was started on (the event loop's), and the
+    machine's."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+        self._machine = machine_cpu_seconds()
+
+    def took(self) -> Took:
+        wall, cpu, machine = time.perf_counter(), time.thread_time(), machine_cpu_seconds()
+        used = None if machine is None or self._machine is None else machine - self._machine
+        return Took(wall - self._wall, cpu - self._cpu, used)
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the machine's processors have been busy since boot, all processes together
+    (user, nice, system, irq, softirq in /proc/stat; not idle, I/O wait or steal)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def leads(count: int, seed: int) -> list[tuple[LeadCaptured, datetime]]:
@@ -114,20 +159,20 @@ async def write_pending(
         await engine.dispose()
 
 
-async def time_relay(settings: Settings) -> float:
-    """Seconds the relay takes, from its start, until no row is pending."""
+async def time_relay(settings: Settings) -> Took:
+    """The relay's time, from its start, until no row is pending."""
     engine = create_engine(settings.db_url)
     try:
         sessions = session_factory(engine)
         pending = select(OutboxRow.id).where(OutboxRow.published_at.is_(None)).limit(1)
         relay = OutboxRelay(settings, sessions, ServiceMetrics("marketing"))
-        started = time.perf_counter()
+        stopwatch = Stopwatch()
         relay.start()
         try:
             while True:
                 async with sessions() as session:
                     if (await session.scalar(pending)) is None:
-                        return time.perf_counter() - started
+                        return stopwatch.took()
                 await asyncio.sleep(POLL_S)
         finally:
             await relay.stop()
@@ -135,8 +180,8 @@ async def time_relay(settings: Settings) -> float:
         await engine.dispose()
 
 
-async def time_floor(url: str, pass_rows: int) -> float:
-    """Seconds the floor takes to read every pending row of `outbox_floor` and mark it published,
+async def time_floor(url: str, pass_rows: int) -> Took:
+    """The floor's time to read every pending row of `outbox_floor` and mark it published,
     in passes of `pass_rows` (a transaction each), with the raw driver; nothing is sent.
 
     On SQLite, as the relay there, the next pass is read (the rows after this pass's last id, on
@@ -149,12 +194,12 @@ async def time_floor(url: str, pass_rows: int) -> float:
     if url.startswith("postgresql"):
         connection = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            started, after = time.perf_counter(), 0
+            stopwatch, after = Stopwatch(), 0
             while True:
                 async with connection.transaction():
                     rows = await connection.fetch(select_sql.format("$1", "$2"), after, pass_rows)
                     if not rows:
-                        return time.perf_counter() - started
+                        return stopwatch.took()
                     after = rows[-1][0]
                     await connection.execute(
                         "UPDATE outbox_floor SET published_at = now() WHERE id = ANY($1)",
@@ -182,23 +227,23 @@ async def time_floor(url: str, pass_rows: int) -> float:
             )
             writer.execute("COMMIT")
 
-        started = time.perf_counter()
+        stopwatch = Stopwatch()
         rows = await asyncio.to_thread(read, 0)
         while rows:
             _, rows = await asyncio.gather(
                 asyncio.to_thread(mark, rows), asyncio.to_thread(read, rows[-1][0])
             )
-        return time.perf_counter() - started
+        return stopwatch.took()
 
 
 async def time_raw(
     settings: Settings, topic: str, rows: list[tuple[bytes, bytes, bytes]], batches: bool
-) -> float:
-    """Seconds a plain producer takes, from its start, to have every row acknowledged: with
+) -> Took:
+    """The time a plain producer takes, from its start, to have every row acknowledged: with
     `batches`, each partition's rows in record batches of their own (`create_batch`,
     `send_batch`); otherwise one `send` per row, every one queued before awaiting the acks."""
     content_type = ("content-type", CONTENT_TYPE.encode())
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     producer = create_producer(settings)
     await producer.start()
     try:
@@ -210,7 +255,7 @@ async def time_raw(
                 for key, value, event_type in rows
             ]
             await asyncio.gather(*pending)
-            return time.perf_counter() - started
+            return stopwatch.took()
         partitions = sorted(await producer.partitions_for(topic))
         open_batches: dict[int, Any] = {}
         sent = []
@@ -228,15 +273,13 @@ async def time_raw(
             batch.close()
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
-        return time.perf_counter() - started
+        return stopwatch.took()
     finally:
         await producer.stop()
 
 
-async def one_round(
-    url: str, bootstrap: str, tmp: Path, events: int, seed: int
-) -> dict[str, float]:
-    """Rows/s of the relay, of the raw batched produce, of raw sends one by one and of the
+async def one_round(url: str, bootstrap: str, tmp: Path, events: int, seed: int) -> dict[str, Took]:
+    """The time of the relay, of the raw batched produce, of raw sends one by one and of the
     floor, on a fresh database and fresh topics."""
     settings = Settings(
         database_url=url,
@@ -249,16 +292,16 @@ async def one_round(
     await ensure_topics(settings, [relay_topic, raw_topic, sends_topic])
     rows = await write_pending(settings, relay_topic, events, seed)
     await copy_tables(url, [("outbox", "outbox_floor")], with_rows=True)  # for the floor
-    seconds = {}
+    took = {}
     if seed % 2:  # alternate which side goes first
-        seconds["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
-        seconds["relay"] = await time_relay(settings)
+        took["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
+        took["relay"] = await time_relay(settings)
     else:
-        seconds["relay"] = await time_relay(settings)
-        seconds["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
-    seconds["sends"] = await time_raw(settings, sends_topic, rows, batches=False)
-    seconds["floor"] = await time_floor(url, settings.outbox_batch_size * settings.outbox_lanes)
-    return {side: events / s for side, s in seconds.items()}
+        took["relay"] = await time_relay(settings)
+        took["raw"] = await time_raw(settings, raw_topic, rows, batches=True)
+    took["sends"] = await time_raw(settings, sends_topic, rows, batches=False)
+    took["floor"] = await time_floor(url, settings.outbox_batch_size * settings.outbox_lanes)
+    return took
 
 
 def main() -> None:
@@ -269,7 +312,10 @@ def main() -> None:
     args = parser.parse_args()
     dbs = chosen_databases(args)
     tune_interpreter()  # the relay's process: as a service's, once started (both sides)
-    medians: dict[str, dict[str, float]] = {}
+    medians: dict[str, dict[str, float]] = {}  # rows/s
+    loop_cpu: dict[str, dict[str, float]] = {}  # µs of the event loop's CPU a row
+    busy: dict[str, float] = {}  # the relay's event loop: CPU time of wall time
+    machine_cpu: dict[str, dict[str, float]] = {}  # µs of the machine's CPU a row
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
         EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
@@ -278,11 +324,29 @@ def main() -> None:
             rounds = []
             for n in range(args.rounds):
                 with database(db, Path(name), "marketing") as url:
-                    rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), args.events, n))
-                rounds.append(rates)
-                figures = ", ".join(f"{side} {rate:,.0f}/s" for side, rate in rates.items())
+                    took = uvloop.run(one_round(url, broker.bootstrap, Path(name), args.events, n))
+                rounds.append(took)
+                figures = ", ".join(
+                    f"{side} {args.events / t.wall:,.0f}/s ({t.loop_cpu / t.wall:.0%} loop CPU)"
+                    for side, t in took.items()
+                )
                 print(f"{db} round {n + 1}: {figures}", file=sys.stderr)
-            medians[db] = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+            medians[db] = {
+                side: statistics.median(args.events / r[side].wall for r in rounds)
+                for side in rounds[0]
+            }
+            loop_cpu[db] = {
+                side: statistics.median(r[side].loop_cpu / args.events * 1e6 for r in rounds)
+                for side in rounds[0]
+            }
+            busy[db] = statistics.median(r["relay"].loop_cpu / r["relay"].wall for r in rounds)
+            if all(t.machine_cpu is not None for r in rounds for t in r.values()):
+                machine_cpu[db] = {
+                    side: statistics.median(
+                        cast(float, r[side].machine_cpu) / args.events * 1e6 for r in rounds
+                    )
+                    for side in rounds[0]
+                }
     print_ratios(
         f"outbox relay, {args.events:,} LeadCaptured rows, median of {args.rounds} rounds",
         ("relay rows/s", "raw rows/s"),
@@ -295,6 +359,21 @@ def main() -> None:
             f"{m['floor'] / m['raw']:.1%} of raw; raw with one send per row: "
             f"{m['sends']:,.0f} rows/s (relay {m['relay'] / m['sends']:.1%} of it)"
         )
+        cpu = loop_cpu[db]
+        print(
+            f"{db:<10}event loop's CPU a row: relay {cpu['relay']:.2f} µs (busy "
+            f"{busy[db]:.0%} of its time), raw {cpu['raw']:.2f}, floor {cpu['floor']:.2f}"
+        )
+        if (machine := machine_cpu.get(db)) is not None:
+            # A relay does the floor's work and raw's: on every core at once, at the most.
+            cores = os.cpu_count() or 1
+            bound = cores * 1e6 / (machine["floor"] + machine["raw"])
+            print(
+                f"{db:<10}machine's CPU a row (every process): relay {machine['relay']:.1f} µs, "
+                f"raw {machine['raw']:.1f}, floor {machine['floor']:.1f}; the floor's and raw's "
+                f"on {cores} cores: at most {bound:,.0f} rows/s, {bound / m['raw']:.1%} of raw "
+                f"(relay {m['relay'] / bound:.0%} of it)"
+            )
 
 
 if __name__ == "__main__":
