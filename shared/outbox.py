@@ -385,6 +385,7 @@ class OutboxRelay:
         metrics: ServiceMetrics | None = None,
         *,
         max_backoff_s: float = 10.0,
+        lanes_check_every_s: float = 60.0,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -395,6 +396,7 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._max_backoff_s = max_backoff_s
+        self._lanes_check_every_s = lanes_check_every_s
         self._send_timeout_s = 3 * settings.kafka_request_timeout_ms / 1000
         self._postgres = on_postgres(sessions)
         # The last run left more pending than it took: on PostgreSQL a pass filled a lane's
@@ -444,7 +446,7 @@ class OutboxRelay:
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
         linger = self._settings.outbox_linger_ms / 1000
-        lanes_checked = False
+        next_lanes_check = loop.time()  # (on PostgreSQL: before the first pass, then now and then)
         while True:
             if linger and not (self._backlog or self._stopping):
                 # The commits of the next few ms go out with this run's: under load, fewer and
@@ -453,9 +455,9 @@ class OutboxRelay:
                 await asyncio.sleep(linger)
             self._wake.clear()
             try:
-                if self._postgres and not lanes_checked:
+                if self._postgres and loop.time() >= next_lanes_check:
                     await self._move_to_own_lanes()
-                    lanes_checked = True
+                    next_lanes_check = loop.time() + self._lanes_check_every_s
                 producer = await self._ensure_producer()
                 published = await self._publish(producer)
                 backoff = 0.1
@@ -488,18 +490,20 @@ class OutboxRelay:
 
     async def _move_to_own_lanes(self) -> int:
         """PostgreSQL: move every pending row to its key's lane under `outbox_lanes`, before the
-        relay's first pass; how many moved.
+        relay's first pass and then every `lanes_check_every_s`; how many moved.
 
-        A row written while `outbox_lanes` was set otherwise may sit in another lane than its
-        key's, or in one past the last lane. There no pass would read it, or an aggregate's rows
-        would be split over two lanes, whose passes would send them out of order. The pending
-        rows are read with the driver, in chunks, until one is found out of its lane (the usual
-        start finds none). Then, in one transaction, the relay waits for the advisory lock of
-        every lane with pending rows and of `outbox_lanes` (so that no other replica's pass is
-        halfway through a row being moved) and moves them. Replicas still writing under the old
-        setting split aggregates again: change it on every replica together. (On SQLite a pass
-        reads on in id order whatever the lanes, and starts from the oldest pending row of any
-        lane: `_read_on_sqlite`.)
+        A row written while `outbox_lanes` was set otherwise (before a restart, or by a replica
+        not yet restarted with the new setting) may sit in another lane than its key's, or in one
+        past the last lane. There no pass would read it, or an aggregate's rows would be split
+        over two lanes, whose passes would send them out of order. The pending rows are read with
+        the driver, in chunks, until one is found out of its lane (the usual check finds none).
+        Then, in one transaction, the relay waits for the advisory lock of every lane with
+        pending rows and of `outbox_lanes` (so that no other replica's pass is halfway through a
+        row being moved) and moves them. While replicas run under different settings, each
+        writes and moves rows to its own lanes, and an aggregate's rows may go out of order until
+        they agree: change the setting on every replica together. (On SQLite a pass reads on in
+        id order whatever the lanes, and starts from the oldest pending row of any lane:
+        `_read_on_sqlite`.)
         """
         lanes, lock, moved = self._settings.outbox_lanes, self._lane_lock_class, 0
         async with driver_connection(self._engine) as connection:

@@ -268,6 +268,33 @@ async def test_rows_written_under_other_lanes_go_out_each_aggregate_in_order(
     await engine.dispose()
 
 
+@pytest.mark.postgres
+async def test_rows_an_unrestarted_replica_writes_under_other_lanes_go_out_at_the_next_check(
+    broker: EmbeddedBroker, postgres: Any, tmp_path: Path
+) -> None:
+    """A replica still running with `outbox_lanes` 8 writes rows into lanes 4-7 after a relay of
+    4 lanes has started: no pass of that relay reads them, and its next lanes check moves them
+    to their keys' lanes, so that they go out, each key's in order."""
+    url = await postgres.create()
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=2, lanes=4)
+    keys: list[str] = []
+    while len(keys) < 6:  # keys whose lane under 8 lanes is not theirs under 4
+        if lane_of(key := str(uuid.uuid4()), 8) >= 4:
+            keys.append(key)
+    relay = OutboxRelay(settings, sessions, lanes_check_every_s=0.5)
+    relay.start()
+    try:
+        await add_test_rows(sessions, topic, keys, range(1), lanes=4)
+        await read_topic(broker.bootstrap, topic, expected=6, timeout=10)  # (it has started)
+        await add_test_rows(sessions, topic, keys, range(1, 4), lanes=8)
+        messages = await read_topic(broker.bootstrap, topic, expected=24, timeout=15)
+    finally:
+        await relay.stop()
+    assert_each_once_in_order(messages, keys, 4)
+    assert await pending_count(engine) == 0
+    await engine.dispose()
+
+
 async def relay_setup(
     broker: EmbeddedBroker,
     tmp_path: Path,
