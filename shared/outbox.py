@@ -670,9 +670,9 @@ def _aware(value: datetime) -> datetime:
 
 _PUBLISHED_AT = OUTBOX_TABLE.c.published_at
 
-# PostgreSQL: moving pending rows to their lanes (`OutboxRelay._move_to_own_lanes`, at start):
-# every pending row's key and lane, the lanes with pending rows, a lane's lock (held to the
-# transaction's end), and the rows' moves.
+# PostgreSQL: moving pending rows to their lanes (`OutboxRelay._move_to_own_lanes`, at start and
+# every minute after): every pending row's key and lane, the lanes with pending rows, a lane's lock
+# (held to the transaction's end), and the rows' moves.
 _PENDING_KEYS = "SELECT id, key, lane FROM outbox WHERE published_at IS NULL"
 _PENDING_LANES = "SELECT DISTINCT lane FROM outbox WHERE published_at IS NULL"
 _LOCK_LANE = "SELECT pg_advisory_xact_lock($1, $2)"
