@@ -446,7 +446,7 @@ class OutboxRelay:
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
         linger = self._settings.outbox_linger_ms / 1000
-        next_lanes_check = loop.time()  # (on PostgreSQL: before the first pass, then now and then)
+        next_lanes_check = loop.time()  # (PostgreSQL: before the first pass, then each minute)
         while True:
             if linger and not (self._backlog or self._stopping):
                 # The commits of the next few ms go out with this run's: under load, fewer and
