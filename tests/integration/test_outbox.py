@@ -245,10 +245,7 @@ async def test_rows_written_under_other_lanes_go_out_each_aggregate_in_order(
     lanes first; on SQLite a pass reads on in id order from the oldest pending row of any lane."""
     url = await database_url("marketing")
     topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=2, lanes=4)
-    keys: list[str] = []
-    while len(keys) < 6:  # keys whose lane under 8 lanes is not theirs under 4
-        if lane_of(key := str(uuid.uuid4()), 8) >= 4:
-            keys.append(key)
+    keys = keys_past_four_lanes(6)
     await add_test_rows(sessions, topic, keys, range(3), lanes=8)
     await add_test_rows(sessions, topic, keys, range(3, 6), lanes=4)
     relay = OutboxRelay(settings, sessions)
@@ -277,10 +274,7 @@ async def test_rows_an_unrestarted_replica_writes_under_other_lanes_go_out_at_th
     to their keys' lanes, so that they go out, each key's in order."""
     url = await postgres.create()
     topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=2, lanes=4)
-    keys: list[str] = []
-    while len(keys) < 6:  # keys whose lane under 8 lanes is not theirs under 4
-        if lane_of(key := str(uuid.uuid4()), 8) >= 4:
-            keys.append(key)
+    keys = keys_past_four_lanes(6)
     relay = OutboxRelay(settings, sessions, lanes_check_every_s=0.5)
     relay.start()
     try:
@@ -333,6 +327,15 @@ def assert_each_once_in_order(messages: list[Any], keys: list[str], per_key: int
         by_key[p["key"]].append(p["seq"])
     assert sorted(by_key) == sorted(keys)
     assert all(seqs == list(range(per_key)) for seqs in by_key.values())
+
+
+def keys_past_four_lanes(count: int) -> list[str]:
+    """`count` keys whose lane under 8 lanes (4-7) is not theirs under 4."""
+    keys: list[str] = []
+    while len(keys) < count:
+        if lane_of(key := str(uuid.uuid4()), 8) >= 4:
+            keys.append(key)
+    return keys
 
 
 async def add_test_rows(
