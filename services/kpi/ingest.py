@@ -86,7 +86,7 @@ class ReadModel:
         # Rows changed in this transaction, by id, as they were before.
         self._changed_leads: dict[str, _Changed] = {}
         self._changed_opportunities: dict[str, _Changed] = {}
-        self._totals: Contributions = Counter()
+        self._totals: Counter[Key] = Counter()
         self._reasons: list[dict[str, Any]] = []
 
     async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None:
