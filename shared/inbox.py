@@ -74,10 +74,16 @@ class EventContext:
     transaction's work if the service has one."""
 
     session: AsyncSession
-    outbox: Outbox
+    service_outbox: Outbox
     envelope: Envelope
     settings: ServiceSettings
     work: TransactionWork | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        """The service's outbox, for events caused by this one (made when a handler asks: most
+        handlers of a read model emit nothing)."""
+        return self.service_outbox.caused_by(self.envelope)
 
 
 Handler = Callable[[EventContext, Any], Awaitable[None]]
@@ -463,8 +469,7 @@ class InboxConsumer:
     def _context(
         self, session: AsyncSession, envelope: Envelope, work: TransactionWork | None
     ) -> EventContext:
-        outbox = self._outbox.caused_by(envelope)
-        return EventContext(session, outbox, envelope, self._settings, work)
+        return EventContext(session, self._outbox, envelope, self._settings, work)
 
     def _count(self, event_type: str, outcome: str, count: int = 1) -> None:
         if self._metrics is not None:
