@@ -10,8 +10,10 @@ import math
 import os
 import sqlite3
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -191,3 +193,43 @@ def database(db: str, tmp: Path, service: str) -> Iterator[str]:
             yield url
     else:
         yield f"sqlite+aiosqlite:///{tmp / f'{service}-{uuid.uuid4().hex[:6]}.db'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Took:
+    """A side's time: wall seconds; the CPU seconds meanwhile of the event loop's thread, of
+    this process (every thread: the loop's, SQLite's), and of the whole machine (every
+    process: this one, the broker, PostgreSQL), or None where the system does not tell (no
+    /proc/stat)."""
+
+    wall: float
+    loop_cpu: float
+    process_cpu: float
+    machine_cpu: float | None
+
+
+class Stopwatch:
+    """Wall time, the CPU time of the thread it was started on (the event loop's), the
+    process's, and the machine's."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+        self._process, self._machine = time.process_time(), machine_cpu_seconds()
+
+    def took(self) -> Took:
+        wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
+        machine = machine_cpu_seconds()
+        used = None if machine is None or self._machine is None else machine - self._machine
+        return Took(wall - self._wall, cpu - self._cpu, process - self._process, used)
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the machine's processors have been busy since boot, all processes together
+    (user, nice, system, irq, softirq in /proc/stat; not idle, I/O wait or steal)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")

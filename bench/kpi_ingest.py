@@ -25,7 +25,10 @@ to the DLQ) and commits the offsets after the transaction:
   `daily_totals`. It reads nothing back, keeps no other fact, no revision of a day, no reason:
   the ceiling of any ingest that also keeps facts and daily totals.
 Their ratios to raw are those ceilings on this machine and database; the KPI service does all
-the applying floor does, and more.
+the applying floor does, and more. Each side's time is also given in µs an event: wall, and the
+CPU meanwhile of the event loop's thread, of this process (every thread: with SQLite, its
+driver's too) and of the machine (every process: the broker, PostgreSQL). A side whose process
+CPU is close to its wall time runs on one core at a time.
 
     .venv/bin/python -m bench.kpi_ingest [--db sqlite|postgres|both] [--events 50000]
                                          [--rounds 3]
@@ -41,7 +44,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -59,6 +61,8 @@ from sqlalchemy.dialects import sqlite
 from baton.broker import EmbeddedBroker
 from bench.fleet import (
     SECRET,
+    Stopwatch,
+    Took,
     add_database_option,
     asyncpg_dsn,
     chosen_databases,
@@ -292,8 +296,8 @@ async def publish(bootstrap: str, events: list[Envelope]) -> dict[TopicPartition
     return ends
 
 
-async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float:
-    """Seconds from the KPI consumer's first fetch (its group joined) until the group has
+async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> Took:
+    """The time from the KPI consumer's first fetch (its group joined) until the group has
     committed every end offset."""
     engine = create_engine(settings.db_url)
     admin = AIOKafkaAdminClient(**connection_options(settings))
@@ -302,13 +306,13 @@ async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float
         async with run_service(KPI, settings, ServiceMetrics("kpi")) as runtime:
             assert runtime.consumer is not None
             await runtime.consumer.assigned.wait()
-            started = time.perf_counter()
+            stopwatch = Stopwatch()
             while True:
                 committed = await admin.list_consumer_group_offsets(
                     settings.group_id, partitions=list(ends)
                 )
                 if all(tp in committed and committed[tp].offset >= e for tp, e in ends.items()):
-                    elapsed = time.perf_counter() - started
+                    took = stopwatch.took()
                     break
                 await asyncio.sleep(POLL_S)
         async with engine.connect() as connection:
@@ -316,7 +320,7 @@ async def time_kpi(settings: Settings, ends: dict[TopicPartition, int]) -> float
             handled = (await connection.execute(inbox)).scalar()
         if handled != sum(ends.values()):
             raise RuntimeError(f"the inbox holds {handled} events of {sum(ends.values())}")
-        return elapsed
+        return took
     finally:
         await admin.close()
         await engine.dispose()
@@ -330,27 +334,27 @@ async def time_consumer(
     group: str,
     count: int,
     handle: Callable[[AIOKafkaConsumer, Batch], Awaitable[int]],
-) -> float:
-    """Seconds a plain consumer in a new group takes, from its first fetch, until `handle` has
+) -> Took:
+    """The time a plain consumer in a new group takes, from its first fetch, until `handle` has
     handled `count` events (it says how many of each fetch it handled)."""
     consumer = create_consumer(settings, f"bench.{group}.{uuid.uuid4().hex[:8]}")
     consumer.subscribe(list(TOPICS))
     await consumer.start()
     try:
-        handled, started = 0, None
+        handled, stopwatch = 0, None
         while handled < count:
             batch = await consumer.getmany(timeout_ms=500, max_records=settings.consumer_batch_size)
-            if started is None and consumer.assignment():
-                started = time.perf_counter()
+            if stopwatch is None and consumer.assignment():
+                stopwatch = Stopwatch()
             handled += await handle(consumer, batch)
-        assert started is not None
-        return time.perf_counter() - started
+        assert stopwatch is not None
+        return stopwatch.took()
     finally:
         await consumer.stop()
 
 
-async def time_raw(settings: Settings, count: int) -> float:
-    """Seconds the raw side takes to parse `count` events."""
+async def time_raw(settings: Settings, count: int) -> Took:
+    """The time the raw side takes to parse `count` events."""
 
     async def parse(_consumer: AIOKafkaConsumer, batch: Batch) -> int:
         return sum(
@@ -476,8 +480,8 @@ class FloorStore:
             self._sqlite.close()
 
 
-async def time_floor(settings: Settings, count: int, *, applying: bool) -> float:
-    """Seconds a floor takes to apply `count` events: each validated as the service validates
+async def time_floor(settings: Settings, count: int, *, applying: bool) -> Took:
+    """The time a floor takes to apply `count` events: each validated as the service validates
     it (envelope, then data), every fetch's event ids inserted into an inbox table (and, for the
     applying floor, the lead each names and a count per day and type; see `FloorStore`) and
     committed, then the offsets committed."""
@@ -515,8 +519,8 @@ async def time_floor(settings: Settings, count: int, *, applying: bool) -> float
 
 async def one_round(
     url: str, bootstrap: str, tmp: Path, ends: dict[TopicPartition, int], first: str
-) -> dict[str, float]:
-    """Events/s of each side (the KPI service, the applying floor, the floor, the raw consumer)
+) -> dict[str, Took]:
+    """The time of each side (the KPI service, the applying floor, the floor, the raw consumer)
     on a fresh database, migrated first (`first` measured first)."""
     settings = Settings(
         database_url=url,
@@ -538,10 +542,10 @@ async def one_round(
         "floor": lambda: time_floor(settings, count, applying=False),
         "raw": lambda: time_raw(settings, count),
     }
-    seconds = {}
+    took = {}
     for side in (first, *(side for side in sides if side != first)):
-        seconds[side] = await sides[side]()
-    return {side: count / took for side, took in seconds.items()}
+        took[side] = await sides[side]()
+    return took
 
 
 def main() -> None:
@@ -553,6 +557,7 @@ def main() -> None:
     dbs = chosen_databases(args)
     results: dict[str, tuple[float, float]] = {}
     floors: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, tuple[float, ...]]] = {}  # µs an event, by side
     with (
         tempfile.TemporaryDirectory(prefix="baton-bench-") as name,
         EmbeddedBroker(log_file=Path(name) / "broker.log") as broker,
@@ -560,21 +565,25 @@ def main() -> None:
         # (the events are not kept: the process they would fill is the one measured)
         ends = uvloop.run(publish(broker.bootstrap, funnel(args.events)))
         gc.collect()
+        count = sum(ends.values())
         for db in dbs:
             rounds = []
             for n in range(args.rounds):
                 first = SIDES[n % len(SIDES)]
                 with database(db, Path(name), "kpi") as url:
-                    rates = uvloop.run(one_round(url, broker.bootstrap, Path(name), ends, first))
-                rounds.append(rates)
+                    took = uvloop.run(one_round(url, broker.bootstrap, Path(name), ends, first))
+                rounds.append(took)
                 print(
                     f"{db} round {n + 1}: "
-                    + ", ".join(f"{side} {rates[side]:,.0f}/s" for side in SIDES),
+                    + ", ".join(f"{side} {count / took[side].wall:,.0f}/s" for side in SIDES),
                     file=sys.stderr,
                 )
-            median = {side: statistics.median(r[side] for r in rounds) for side in SIDES}
+            median = {
+                side: statistics.median(count / r[side].wall for r in rounds) for side in SIDES
+            }
             results[db] = (median["kpi"], median["raw"])
             floors[db] = {side: median[side] for side in ("applying", "floor")}
+            cpu[db] = {side: cpu_per_event([r[side] for r in rounds], count) for side in SIDES}
     print_ratios(
         f"KPI ingest, {args.events:,} funnel events, median of {args.rounds} rounds",
         ("KPI events/s", "raw events/s"),
@@ -588,6 +597,28 @@ def main() -> None:
         for side, label in (("floor", "inbox"), ("applying", "applying")):
             rate = rates[side]
             print(f"{db:<10}{label:>10}{rate:>12,.0f}{rate / raw:>8.1%}{kpi / rate:>11.0%}")
+    print(
+        "µs an event (medians): wall; CPU of the event loop's thread, of this process (every "
+        "thread), of the machine (every process)"
+    )
+    print(f"{'database':<10}{'side':>10}{'wall':>9}{'loop':>9}{'process':>9}{'machine':>9}")
+    labels = {"kpi": "kpi", "applying": "applying", "floor": "inbox", "raw": "raw"}
+    for db, sides in cpu.items():
+        for side, label in labels.items():
+            print(f"{db:<10}{label:>10}" + "".join(f"{value:>9.1f}" for value in sides[side]))
+
+
+def cpu_per_event(took: list[Took], count: int) -> tuple[float, ...]:
+    """Medians over rounds, in µs an event: wall, the loop's CPU, the process's, and (where the
+    system tells) the machine's."""
+    per_event = [
+        [t.wall, t.loop_cpu, t.process_cpu] + ([t.machine_cpu] if t.machine_cpu is not None else [])
+        for t in took
+    ]
+    columns = min(len(figures) for figures in per_event)
+    return tuple(
+        statistics.median(figures[i] for figures in per_event) / count * 1e6 for i in range(columns)
+    )
 
 
 if __name__ == "__main__":

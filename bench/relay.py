@@ -37,9 +37,7 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -52,6 +50,8 @@ from sqlalchemy import select
 from baton.broker import EmbeddedBroker
 from bench.fleet import (
     SECRET,
+    Stopwatch,
+    Took,
     add_database_option,
     asyncpg_dsn,
     chosen_databases,
@@ -78,43 +78,6 @@ POLL_S = 0.01
 SOURCES: tuple[LeadSource, ...] = LeadSource.__args__  # type: ignore[attr-defined]
 TITLES = ("CTO", "Head of Sales", "Engineer", None)
 CAMPAIGNS = [uuid.uuid4() for _ in range(20)]
-
-
-@dataclass(frozen=True, slots=True)
-class Took:
-    """A side's time: wall seconds; the CPU seconds of the event loop's thread meanwhile; and
-    those of the whole machine (every process: this one, the broker, PostgreSQL), or None where
-    the system does not tell (no /proc/stat)."""
-
-    wall: float
-    loop_cpu: float
-    machine_cpu: float | None
-
-
-class Stopwatch:
-    """Wall time, the CPU time of the thread it was started on (the event loop's), and the
-    machine's."""
-
-    def __init__(self) -> None:
-        self._wall, self._cpu = time.perf_counter(), time.thread_time()
-        self._machine = machine_cpu_seconds()
-
-    def took(self) -> Took:
-        wall, cpu, machine = time.perf_counter(), time.thread_time(), machine_cpu_seconds()
-        used = None if machine is None or self._machine is None else machine - self._machine
-        return Took(wall - self._wall, cpu - self._cpu, used)
-
-
-def machine_cpu_seconds() -> float | None:
-    """CPU seconds the machine's processors have been busy since boot, all processes together
-    (user, nice, system, irq, softirq in /proc/stat; not idle, I/O wait or steal)."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = stat.readline().split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def leads(count: int, seed: int) -> list[tuple[LeadCaptured, datetime]]:
