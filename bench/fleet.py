@@ -144,12 +144,12 @@ def fleet(*services: str, **env: str) -> Iterator[Supervisor]:
             supervisor.stop()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MiB (VmRSS)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process, in MiB: now (`VmRSS`), or at its peak (`VmHWM`)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def print_ratios(

@@ -456,14 +456,6 @@ async def time_changed_requests(
         await engine.dispose()
 
 
-def peak_mb(pid: int) -> float:
-    """Peak resident memory of a process, in MiB (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for {pid}")
-
-
 @contextlib.contextmanager
 def bare_server(body: Path) -> Iterator[str]:
     """A bare uvicorn + FastAPI process answering `GET /v1/kpis` with the bytes of `body`."""
@@ -532,7 +524,7 @@ def run(db: str, url: str, args: argparse.Namespace, tmp: Path) -> Result:
         changed = uvloop.run(
             time_changed_requests(endpoint, url, params, today, args.requests, args.budget_s)
         )
-        rss, peak = rss_mb(child.process.pid), peak_mb(child.process.pid)
+        rss, peak = rss_mb(child.process.pid), rss_mb(child.process.pid, "VmHWM")
     sql_s = uvloop.run(time_sql(url, start, end, SQL_ROUNDS))
     saved = tmp / f"kpis-{db}.json"
     saved.write_bytes(body)
