@@ -44,7 +44,7 @@ _SQLITE_DATETIME_FORMAT = (
 )
 
 
-def _aware(value: datetime) -> datetime:
+def _refuse_naive(value: datetime) -> datetime:
     """`value`, refused if it has no time zone."""
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored; give a time zone")
@@ -61,8 +61,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return _aware(value).astimezone(UTC).replace(tzinfo=None)
-        return _aware(value)  # asyncpg sends an aware time as UTC itself
+            return _refuse_naive(value).astimezone(UTC).replace(tzinfo=None)
+        return _refuse_naive(value)  # asyncpg sends an aware time as UTC itself
 
     def bind_processor(self, dialect: Any) -> Any:
         if dialect.name != "sqlite":
@@ -80,7 +80,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             text = value.isoformat(" ", "microseconds")
             if text.endswith("+00:00"):
                 return text[:-6]
-            return _aware(value).astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            utc = _refuse_naive(value).astimezone(UTC).replace(tzinfo=None)
+            return utc.isoformat(" ", "microseconds")
 
         return process
 

@@ -660,11 +660,12 @@ class OutboxRelay:
                 )
             ).one()
         self._metrics.outbox_backlog.set(count)
-        age = (datetime.now(UTC) - _aware(oldest)).total_seconds() if oldest else 0.0
+        age = (datetime.now(UTC) - _utc_if_naive(oldest)).total_seconds() if oldest else 0.0
         self._metrics.outbox_oldest_age.set(age)
 
 
-def _aware(value: datetime) -> datetime:
+def _utc_if_naive(value: datetime) -> datetime:
+    """`value`, in UTC if it has no time zone (every time Baton stores is UTC)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
