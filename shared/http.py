@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import AuthError, Principal
 from shared.db import read_only
+from shared.middleware import header
 from shared.outbox import Outbox
 from shared.problems import Problem
 from shared.runtime import Runtime
@@ -164,8 +165,9 @@ async def refuse_nul_text(request: Request) -> None:
         for name, value in request.query_params.multi_items():
             if "\x00" in name or "\x00" in value:
                 errors.append({"loc": ("query", name), "msg": _NUL_REASON, "type": "string_nul"})
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
+    content_type = header(request.scope, b"content-type") or b""
+    media = content_type.split(b";")[0].strip().lower()
+    if media == b"application/json" or media.endswith(b"+json"):
         body = await request.body()  # read once: FastAPI has it from the same cache
         if b"\\u0000" in body:
             with contextlib.suppress(orjson.JSONDecodeError):  # FastAPI reports bad JSON
