@@ -31,7 +31,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared import logs
 from shared.bus import CommitOnRevoke, create_consumer, create_producer
 from shared.db import PlumbingBase, UTCDateTime, insert_if_absent, insert_many
-from shared.events import Envelope, EventData, EventParseError, decode, parse_envelope
+from shared.events import (
+    EnvelopeAttributes,
+    EventData,
+    EventParseError,
+    decode,
+    parse_envelope,
+    parse_event,
+)
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
 from shared.settings import DLQ_TOPIC, ServiceSettings
@@ -58,7 +65,7 @@ class TransactionWork(Protocol):
     before the transaction's new events are handled (e.g. load the rows they touch), `finish`
     after them, before the commit (e.g. write what they accumulated)."""
 
-    async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None: ...
+    async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None: ...
 
     async def finish(self) -> None: ...
 
@@ -76,7 +83,7 @@ class EventContext:
 
     session: AsyncSession
     service_outbox: Outbox
-    envelope: Envelope
+    envelope: EnvelopeAttributes
     settings: ServiceSettings
     work: TransactionWork | None = None
 
@@ -95,7 +102,7 @@ Handler = Callable[[EventContext, Any], Awaitable[None]]
 @dataclass(slots=True)
 class _Parsed:
     message: ConsumerRecord[bytes, bytes]
-    envelope: Envelope
+    envelope: EnvelopeAttributes
     handler: Handler
     data: EventData
 
@@ -128,7 +135,7 @@ class _LoggingContext:
 
     __slots__ = ("_envelope", "_tokens")
 
-    def __init__(self, envelope: Envelope) -> None:
+    def __init__(self, envelope: EnvelopeAttributes) -> None:
         self._envelope = envelope
 
     def __enter__(self) -> None:
@@ -144,7 +151,7 @@ class _LoggingContext:
         logs.correlation_id.reset(correlation_token)
 
 
-async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
+async def record_once(session: AsyncSession, envelope: EnvelopeAttributes) -> bool:
     """Record the event as handled; False if it already was (a duplicate delivery)."""
     values = {
         "event_id": envelope.event_id,
@@ -156,7 +163,7 @@ async def record_once(session: AsyncSession, envelope: Envelope) -> bool:
     return await insert_if_absent(session, InboxRow, values)
 
 
-async def record_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> list[bool]:
+async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttributes]) -> list[bool]:
     """Record a batch's events as handled, in one statement; per event, False if it already was
     or is repeated earlier in the batch. An event recorded meanwhile by another transaction is
     one already handled too: the insert waits for that transaction, then leaves it out."""
@@ -386,8 +393,15 @@ class InboxConsumer:
         return read
 
     def _read_one(self, message: ConsumerRecord[bytes, bytes]) -> _Read:
-        try:
-            envelope = parse_envelope(message.value or b"")
+        raw = message.value or b""
+        if (event := parse_event(raw)) is not None:  # most are: read in one validation
+            envelope, data = event
+            handler = self._handlers.get(envelope.type)
+            if handler is None:
+                return _Ignored(envelope.type)
+            return _Parsed(message, envelope, handler, data)
+        try:  # (read again, in two steps, to say what is wrong)
+            envelope = parse_envelope(raw)
         except EventParseError as exc:
             return _Unreadable(message, f"unparseable event: {exc}")
         handler = self._handlers.get(envelope.type)
@@ -429,7 +443,7 @@ class InboxConsumer:
     async def _apply(
         self,
         message: ConsumerRecord[bytes, bytes],
-        envelope: Envelope,
+        envelope: EnvelopeAttributes,
         handler: Handler,
         data: EventData,
     ) -> None:
@@ -460,7 +474,7 @@ class InboxConsumer:
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
 
     async def _prepare(
-        self, session: AsyncSession, events: list[tuple[Envelope, EventData]]
+        self, session: AsyncSession, events: list[tuple[EnvelopeAttributes, EventData]]
     ) -> TransactionWork | None:
         """The transaction's work, prepared for `events` (None if the service has none)."""
         if self._work is None:
@@ -470,7 +484,7 @@ class InboxConsumer:
         return work
 
     def _context(
-        self, session: AsyncSession, envelope: Envelope, work: TransactionWork | None
+        self, session: AsyncSession, envelope: EnvelopeAttributes, work: TransactionWork | None
     ) -> EventContext:
         return EventContext(session, self._outbox, envelope, self._settings, work)
 

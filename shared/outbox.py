@@ -45,7 +45,14 @@ from shared.db import (
     on_postgres,
     session_factory,
 )
-from shared.events import CONTENT_TYPE, Envelope, EventData, envelope_json, new_event
+from shared.events import (
+    CONTENT_TYPE,
+    Envelope,
+    EnvelopeAttributes,
+    EventData,
+    envelope_json,
+    new_event,
+)
 from shared.ids import new_ids
 from shared.metrics import ServiceMetrics
 from shared.partitions import partition_of
@@ -170,7 +177,7 @@ class Outbox:
         self._correlation_id = correlation_id
         self._causation_id = causation_id
 
-    def caused_by(self, envelope: Envelope) -> Outbox:
+    def caused_by(self, envelope: EnvelopeAttributes) -> Outbox:
         return Outbox(
             self.topic,
             self.lanes,

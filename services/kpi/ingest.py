@@ -31,7 +31,7 @@ from services.kpi.models import (
 from services.kpi.periods import local_day
 from services.kpi.service import SAMPLES
 from services.kpi.settings import Settings
-from shared.events import Envelope, EventData
+from shared.events import EnvelopeAttributes, EventData
 from shared.settings import ServiceSettings
 
 # The milestones that date each kind of fact's duration samples (a median's inputs).
@@ -41,7 +41,7 @@ DATED_BY = {
 }
 
 
-def journey_lead(envelope: Envelope) -> str | None:
+def journey_lead(envelope: EnvelopeAttributes) -> str | None:
     """The journey's lead id from the envelope (`correlationid`), if it is one."""
     try:
         return str(uuid.UUID(envelope.correlationid))
@@ -89,7 +89,7 @@ class ReadModel:
         self._totals: Counter[Key] = Counter()
         self._reasons: list[dict[str, Any]] = []
 
-    async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None:
+    async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None:
         """Load the facts of the leads and opportunities `events` name, in two queries."""
         lead_ids, opportunity_ids = set(), set()
         for envelope, data in events:

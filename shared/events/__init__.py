@@ -38,6 +38,7 @@ from shared.events.catalog import (
 from shared.events.envelope import (
     CONTENT_TYPE,
     Envelope,
+    EnvelopeAttributes,
     EventData,
     EventParseError,
     decode_data,
@@ -45,7 +46,7 @@ from shared.events.envelope import (
     new_event,
     parse_envelope,
 )
-from shared.events.registry import EVENT_TYPES, decode, model_for
+from shared.events.registry import EVENT_TYPES, decode, model_for, parse_event
 
 __all__ = [
     "CATALOG",
@@ -62,6 +63,7 @@ __all__ = [
     "DealLost",
     "DealWon",
     "Envelope",
+    "EnvelopeAttributes",
     "EventData",
     "EventParseError",
     "FeedbackKind",
@@ -92,4 +94,5 @@ __all__ = [
     "model_for",
     "new_event",
     "parse_envelope",
+    "parse_event",
 ]

@@ -41,19 +41,21 @@ class EventData(BaseModel):
 
 
 class _EventIdText:
-    """`Envelope.event_id`: `id` as text, made at the first look and kept in the envelope (the
+    """An envelope's `event_id`: `id` as text, made at the first look and kept in the envelope (the
     inbox, the log context and the outbox each need it). `functools.cached_property` takes a
     lock at each first look, which costs as much as the text."""
 
-    def __get__(self, envelope: Envelope | None, owner: type[Envelope]) -> str:
+    def __get__(self, envelope: EnvelopeAttributes | None, owner: type[EnvelopeAttributes]) -> str:
         if envelope is None:
             raise AttributeError("event_id is an envelope's")
         text = envelope.__dict__["event_id"] = str(envelope.id)  # found first from now on
         return text
 
 
-class Envelope(BaseModel):
-    """A CloudEvent as it is on the wire; `data` is kept as a plain mapping until decoded."""
+class EnvelopeAttributes(BaseModel):
+    """A CloudEvent's context attributes: all of its envelope but the data. A consumer's
+    handlers get an event's envelope as these, its data apart, as its model (see
+    `shared.events.parse_event`, which reads both in one validation)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -67,9 +69,14 @@ class Envelope(BaseModel):
     partitionkey: str = Field(min_length=1, max_length=100)
     correlationid: str = Field(min_length=1, max_length=100)
     causationid: str | None = Field(None, max_length=100)
-    data: dict[str, Any]
 
     event_id: ClassVar[_EventIdText] = _EventIdText()
+
+
+class Envelope(EnvelopeAttributes):
+    """A CloudEvent as it is on the wire; `data` is kept as a plain mapping until decoded."""
+
+    data: dict[str, Any]
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))

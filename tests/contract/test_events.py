@@ -9,7 +9,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared.events import CATALOG, EVENT_TYPES, EventParseError, decode, parse_envelope
+from shared.events import (
+    CATALOG,
+    EVENT_TYPES,
+    EventParseError,
+    decode,
+    parse_envelope,
+    parse_event,
+)
 from shared.events.docs import SCHEMA_DIR, asyncapi, check_docs, render_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +43,20 @@ def test_golden_example_round_trips(event_type: str) -> None:
     assert envelope.subject == envelope.partitionkey == data.aggregate_id()
     assert json.loads(envelope.to_json()) == raw
     assert data.model_dump(mode="json") == raw["data"]
+
+
+@pytest.mark.parametrize("event_type", TYPES)
+def test_one_validation_reads_what_two_steps_read(event_type: str) -> None:
+    """`parse_event` (the consumers' way) gives the attributes and data that `parse_envelope`
+    then `decode` give."""
+    raw = json.dumps({**example(event_type), "extension": "kept"})
+    event = parse_event(raw)
+    assert event is not None
+    attributes, data = event
+    envelope = parse_envelope(raw)
+    assert data == decode(envelope) and type(data) is EVENT_TYPES[event_type]
+    assert attributes.model_dump(exclude={"data"}) == envelope.model_dump(exclude={"data"})
+    assert attributes.event_id == envelope.event_id == str(envelope.id)
 
 
 @pytest.mark.parametrize("event_type", TYPES)
@@ -71,6 +92,7 @@ def test_bad_envelopes_are_rejected_naming_the_field(change: dict[str, Any], nam
     raw = {**example("baton.DealWon.v1"), **change}
     with pytest.raises(EventParseError, match=named):
         decode(parse_envelope(json.dumps(raw)))
+    assert parse_event(json.dumps(raw)) is None  # (then read in two steps, to say why)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +109,7 @@ def test_bad_data_is_rejected_naming_the_field(change: dict[str, Any], named: st
     raw["data"] = {**raw["data"], **change}
     with pytest.raises(EventParseError, match=named):
         decode(parse_envelope(json.dumps(raw)))
+    assert parse_event(json.dumps(raw)) is None
 
 
 def test_missing_data_field_is_named() -> None:
@@ -99,3 +122,4 @@ def test_missing_data_field_is_named() -> None:
 def test_not_json_is_an_event_parse_error() -> None:
     with pytest.raises(EventParseError):
         parse_envelope(b"\xff not json")
+    assert parse_event(b"\xff not json") is None

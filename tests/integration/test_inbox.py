@@ -25,7 +25,14 @@ from services.inside_sales.models import QueueItem
 from shared import logs
 from shared.bus import ensure_topics
 from shared.db import PlumbingBase, create_engine, session_factory
-from shared.events import CONTENT_TYPE, Envelope, EventData, LeadQualified, new_event
+from shared.events import (
+    CONTENT_TYPE,
+    Envelope,
+    EnvelopeAttributes,
+    EventData,
+    LeadQualified,
+    new_event,
+)
 from shared.inbox import EventContext, InboxConsumer, InboxRow
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
@@ -244,8 +251,8 @@ class AppliedLeads:
         self.prepared = prepared
         self.leads: list[str] = []
 
-    async def prepare(self, events: Sequence[tuple[Envelope, EventData]]) -> None:
-        self.prepared.append([str(envelope.data["lead_id"]) for envelope, _ in events])
+    async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None:
+        self.prepared.append([data.aggregate_id() for _, data in events])
 
     async def finish(self) -> None:
         self.session.add_all(Applied(lead_id=lead) for lead in self.leads)
