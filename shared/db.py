@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, MetaData, Table, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -70,25 +71,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         storage_format = getattr(self.impl_instance.dialect_impl(dialect), "_storage_format", None)
         if storage_format != _SQLITE_DATETIME_FORMAT:
             return super().bind_processor(dialect)
-
-        # The text SQLite's DATETIME would make of the UTC time, made in one C call: the
-        # general processor formats each field through a dict, a third of a bulk insert's time.
-        # A time already in UTC (most are) is formatted as it is and its offset cut off.
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            text = value.isoformat(" ", "microseconds")
-            if text.endswith("+00:00"):
-                return text[:-6]
-            utc = _refuse_naive(value).astimezone(UTC).replace(tzinfo=None)
-            return utc.isoformat(" ", "microseconds")
-
-        return process
+        return _sqlite_utc_text
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """The text SQLite's DATETIME would make of the UTC time, made in one C call: the general
+    processor formats each field through a dict, a third of a bulk insert's time. A time
+    already in UTC (most are) is formatted as it is and its offset cut off."""
+    if value is None:
+        return None
+    text = value.isoformat(" ", "microseconds")
+    if text.endswith("+00:00"):
+        return text[:-6]
+    utc = _refuse_naive(value).astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(" ", "microseconds")
+
+
+def _sqlite_utc_texts(values: Sequence[Any]) -> list[Any]:
+    """`_sqlite_utc_text` of each of `values`, a column's worth at once: orjson writes a UTC
+    time with its microseconds as "2026-01-31T09:00:00.000000Z", which becomes the text in
+    two C calls (a fifth of `_sqlite_utc_text`'s time); any other value is made one by one."""
+    try:
+        texts = orjson.loads(orjson.dumps(values, option=orjson.OPT_UTC_Z))
+    except TypeError:  # (a value JSON has no form for: refused one by one below)
+        return [_sqlite_utc_text(value) for value in values]
+    return [
+        text[:26].replace("T", " ")
+        if type(value) is datetime and len(text) == 27
+        else _sqlite_utc_text(value)
+        for value, text in zip(values, texts, strict=True)
+    ]
 
 
 def new_metadata() -> MetaData:
@@ -429,7 +446,10 @@ def _insert_tail(
 
 def _processed(process: Any, values: Sequence[Any]) -> list[Any]:
     """`process` applied to each of `values`; once for a run of the same object (the rows of a
-    bulk insert often share one, such as the time they were made)."""
+    bulk insert often share one, such as the time they were made). SQLite's text of times is
+    made for the whole column at once."""
+    if process is _sqlite_utc_text:
+        return _sqlite_utc_texts(values)
     out, last, result = [], _NOTHING, None
     for value in values:
         if value is not last:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
+    DateTime,
     Integer,
     MetaData,
     String,
@@ -222,3 +223,32 @@ async def test_rows_given_as_values_in_the_order_of_their_columns_go_in_alike(
                 assert list(texts) == ["0999-12-31", "2026-03-01"]
             with pytest.raises(ValueError, match="2 values for 3 columns"):
                 await insert_many(session, DAYS, [(date(2026, 3, 2), None)], columns=columns)
+
+
+async def test_times_are_stored_as_the_text_sqlalchemy_makes_of_them(
+    database_url: Callable[[str], Any],
+) -> None:
+    """A column of times (made the driver's at once, on SQLite) holds each time as SQLAlchemy's
+    own DATETIME would store it in UTC, and reads back as the same time."""
+    times = [
+        datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 9, tzinfo=UTC),  # no microseconds
+        datetime(2026, 3, 1, 18, 0, 0, 5, tzinfo=JST),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        None,
+    ]
+    async with bulk_tables(database_url, "bulk_times") as sessions:
+        rows = [(f"d{n}", "m", n, {}, at) for n, at in enumerate(times)]
+        async with sessions() as session, session.begin():
+            await insert_many(
+                session, COUNTERS, rows, columns=("day", "metric", "value", "doc", "at")
+            )
+        async with sessions() as session:
+            stored = await session.scalars(select(COUNTERS.c.at).order_by(COUNTERS.c.day))
+            assert list(stored) == [at and at.astimezone(UTC) for at in times]
+            if not on_postgres(sessions):
+                raw = await session.scalars(text("SELECT at FROM bulk_counters ORDER BY day"))
+                dialect = session.get_bind().dialect
+                general = DateTime().dialect_impl(dialect).bind_processor(dialect)
+                utc = [at and at.astimezone(UTC).replace(tzinfo=None) for at in times]
+                assert list(raw) == [general(at) for at in utc]
