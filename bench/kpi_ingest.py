@@ -28,7 +28,9 @@ Their ratios to raw are those ceilings on this machine and database; the KPI ser
 the applying floor does, and more. Each side's time is also given in µs an event: wall, and the
 CPU meanwhile of the event loop's thread, of this process (every thread: with SQLite, its
 driver's too) and of the machine (every process: the broker, PostgreSQL). A side whose process
-CPU is close to its wall time runs on one core at a time.
+CPU is close to its wall time runs on one core at a time. The machine's CPU an event also
+bounds a side on every core at once, however well it overlapped its parts: printed for the KPI
+service and the applying floor.
 
     .venv/bin/python -m bench.kpi_ingest [--db sqlite|postgres|both] [--events 50000]
                                          [--rounds 3]
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import random
 import sqlite3
 import statistics
@@ -607,6 +610,19 @@ def main() -> None:
     for db, sides in cpu.items():
         for side, label in labels.items():
             print(f"{db:<10}{label:>10}" + "".join(f"{value:>9.1f}" for value in sides[side]))
+    for db, sides in cpu.items():
+        if len(sides["kpi"]) < 4:  # (the machine's CPU is not known here)
+            continue
+        # Each side's work, its machine CPU an event, spread over every core at once: the most
+        # it could reach however well it overlapped its parts.
+        cores = os.cpu_count() or 1
+        raw = results[db][1]
+        bounds = {side: cores * 1e6 / sides[side][3] for side in ("kpi", "applying")}
+        print(
+            f"{db:<10}machine's CPU on {cores} cores: the KPI service at most "
+            f"{bounds['kpi']:,.0f} ev/s ({bounds['kpi'] / raw:.1%} of raw), the applying floor "
+            f"{bounds['applying']:,.0f} ({bounds['applying'] / raw:.1%})"
+        )
 
 
 def cpu_per_event(took: list[Took], count: int) -> tuple[float, ...]:
