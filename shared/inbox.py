@@ -36,6 +36,7 @@ from shared.events import (
     EventData,
     EventParseError,
     decode,
+    event_ids,
     parse_envelope,
     parse_event,
 )
@@ -169,8 +170,7 @@ async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttribut
     one already handled too: the insert waits for that transaction, then leaves it out."""
     handled_at = datetime.now(UTC)
     rows: dict[str, tuple[str, str, str, datetime, datetime]] = {}
-    for envelope in envelopes:
-        event_id = envelope.event_id
+    for envelope, event_id in zip(envelopes, event_ids(envelopes), strict=True):
         if event_id not in rows:
             rows[event_id] = (event_id, envelope.type, envelope.source, envelope.time, handled_at)
     inserted = set(

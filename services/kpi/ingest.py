@@ -32,6 +32,7 @@ from services.kpi.periods import local_day
 from services.kpi.service import SAMPLES
 from services.kpi.settings import Settings
 from shared.events import EnvelopeAttributes, EventData
+from shared.ids import texts_of
 from shared.settings import ServiceSettings
 
 # The milestones that date each kind of fact's duration samples (a median's inputs).
@@ -91,18 +92,20 @@ class ReadModel:
 
     async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None:
         """Load the facts of the leads and opportunities `events` name, in two queries."""
-        lead_ids, opportunity_ids = set(), set()
+        lead_ids: set[str] = set()
+        leads, opportunities = [], []  # (UUIDs: made text together)
         for envelope, data in events:
             # The data's fields by name (not getattr: a model without the field raises, and
             # pydantic's lookup before it does costs more than the rest of this loop).
             named = data.__dict__
-            lead_id = named.get("lead_id")
-            lead = str(lead_id) if lead_id is not None else journey_lead(envelope)
-            if lead is not None:
-                lead_ids.add(lead)
+            if (lead_id := named.get("lead_id")) is not None:
+                leads.append(lead_id)
+            elif (journey := journey_lead(envelope)) is not None:
+                lead_ids.add(journey)
             if (opportunity_id := named.get("opportunity_id")) is not None:
-                opportunity_ids.add(str(opportunity_id))
-        await self._load(lead_ids, opportunity_ids)
+                opportunities.append(opportunity_id)
+        lead_ids.update(texts_of(leads))
+        await self._load(lead_ids, set(texts_of(opportunities)))
 
     async def finish(self) -> None:
         """Write the fact rows that changed, move the daily totals by their changes, write the

@@ -43,6 +43,7 @@ from shared.events.envelope import (
     EventParseError,
     decode_data,
     envelope_json,
+    event_ids,
     new_event,
     parse_envelope,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "decode",
     "decode_data",
     "envelope_json",
+    "event_ids",
     "model_for",
     "new_event",
     "parse_envelope",

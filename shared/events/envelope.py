@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from shared.ids import new_uuid
+from shared.ids import new_uuid, texts_of
 
 CONTENT_TYPE = "application/cloudevents+json"
 TYPE_PATTERN = r"^baton\.[A-Z][A-Za-z]+\.v[1-9][0-9]*$"
@@ -80,6 +80,15 @@ class Envelope(EnvelopeAttributes):
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def event_ids(envelopes: Sequence[EnvelopeAttributes]) -> list[str]:
+    """The `event_id` of each of `envelopes`, made for all of them at once (`texts_of`) and kept
+    in each, as `event_id` keeps it: a consumer's batch needs every one."""
+    texts = texts_of([envelope.id for envelope in envelopes])
+    for envelope, text in zip(envelopes, texts, strict=True):
+        envelope.__dict__["event_id"] = text
+    return texts
 
 
 def new_event(

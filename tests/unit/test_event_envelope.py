@@ -17,6 +17,7 @@ from shared.events import (
     LeadRecycled,
     MqlRule,
     envelope_json,
+    event_ids,
     new_event,
 )
 
@@ -50,6 +51,12 @@ def test_follow_up_events_carry_the_journey() -> None:
     assert envelope.subject == str(opportunity)
     assert envelope.correlationid == str(lead)
     assert envelope.causationid == cause
+
+
+def test_a_batch_of_envelopes_gets_its_event_ids_at_once() -> None:
+    envelopes = [new_event(LeadRecycled(lead_id=uuid.uuid4(), reason="x")) for _ in range(3)]
+    assert event_ids(envelopes) == [str(envelope.id) for envelope in envelopes]
+    assert [envelope.event_id for envelope in envelopes] == [str(e.id) for e in envelopes]
 
 
 def test_event_time_needs_a_zone() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from shared.ids import new_id, new_ids, new_uuid
+from shared.ids import new_id, new_ids, new_uuid, texts_of
 
 
 def _millisecond(value: str) -> int:
@@ -44,3 +44,9 @@ def test_an_id_as_a_uuid_is_the_same_kind() -> None:
     assert isinstance(made, uuid.UUID)
     assert made.version == 7 and made.variant == uuid.RFC_4122
     assert before <= _millisecond(str(made)) <= time.time_ns() // 1_000_000
+
+
+def test_uuids_made_text_together_read_as_str_makes_them() -> None:
+    ids = [new_uuid(), uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
+    assert texts_of(ids) == [str(i) for i in ids]
+    assert texts_of([]) == []
