@@ -37,7 +37,6 @@ from pathlib import Path
 import orjson
 import uvloop
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from bench.fleet import Stopwatch, Took, add_database_option, chosen_databases, database
 from bench.kpi_ingest import funnel
@@ -45,10 +44,11 @@ from services.kpi.app import SPEC as KPI
 from services.kpi.settings import Settings
 from shared.app import tune_interpreter
 from shared.db import create_engine, session_factory
-from shared.events.registry import parse_event
+from shared.events import parse_event
 from shared.inbox import InboxConsumer
 from shared.migrations import upgrade
 from shared.outbox import Outbox
+from shared.partitions import partition_of
 from shared.settings import topic_of
 
 Fetch = list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]
@@ -60,8 +60,7 @@ def fetches(count: int, size: int, partitions: int) -> list[Fetch]:
     records = []
     for envelope in funnel(count):
         key = envelope.partitionkey.encode()
-        # (the publisher's partitioner: murmur2 of the key, as Kafka's Java client)
-        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        partition = partition_of(key, range(partitions))  # (the publisher's partitioner)
         tp = TopicPartition(topic_of(envelope.source.rsplit("/", 1)[1]), partition)
         offset = ends[tp] = ends.get(tp, -1) + 1
         value = envelope.to_json()

@@ -170,7 +170,8 @@ async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttribut
     one already handled too: the insert waits for that transaction, then leaves it out."""
     handled_at = datetime.now(UTC)
     rows: dict[str, tuple[str, str, str, datetime, datetime]] = {}
-    for envelope, event_id in zip(envelopes, event_ids(envelopes), strict=True):
+    ids = event_ids(envelopes)
+    for envelope, event_id in zip(envelopes, ids, strict=True):
         if event_id not in rows:
             rows[event_id] = (event_id, envelope.type, envelope.source, envelope.time, handled_at)
     inserted = set(
@@ -184,9 +185,9 @@ async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttribut
         )
     )
     new = []
-    for envelope in envelopes:
-        new.append(envelope.event_id in inserted)
-        inserted.discard(envelope.event_id)  # a repeat later in the batch is not new
+    for event_id in ids:
+        new.append(event_id in inserted)
+        inserted.discard(event_id)  # a repeat later in the batch is not new
     return new
 
 
