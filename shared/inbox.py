@@ -16,7 +16,7 @@ import base64
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -130,26 +130,14 @@ _Read = _Parsed | _Unreadable | _Ignored
 _READ_SLICE = 100
 
 
-class _LoggingContext:
-    """Log lines written while handling `envelope` carry its id and journey (a class, not a
-    generator: it is entered once per event)."""
-
-    __slots__ = ("_envelope", "_tokens")
-
-    def __init__(self, envelope: EnvelopeAttributes) -> None:
-        self._envelope = envelope
-
-    def __enter__(self) -> None:
-        envelope = self._envelope
-        self._tokens = (
-            logs.event_id.set(envelope.event_id),
-            logs.correlation_id.set(envelope.correlationid),
-        )
-
-    def __exit__(self, *_: object) -> None:
-        event_token, correlation_token = self._tokens
-        logs.event_id.reset(event_token)
-        logs.correlation_id.reset(correlation_token)
+@contextlib.contextmanager
+def _logging_about(envelope: EnvelopeAttributes) -> Iterator[None]:
+    """Log lines written meanwhile carry the event's id and journey."""
+    token = logs.event.set(envelope)
+    try:
+        yield
+    finally:
+        logs.event.reset(token)
 
 
 async def record_once(session: AsyncSession, envelope: EnvelopeAttributes) -> bool:
@@ -381,7 +369,7 @@ class InboxConsumer:
         if len(ready) > 1 and await self._apply_together(ready):
             return
         for parsed in ready:
-            with _LoggingContext(parsed.envelope):
+            with _logging_about(parsed.envelope):
                 await self._apply(parsed.message, parsed.envelope, parsed.handler, parsed.data)
 
     async def _read(self, messages: list[ConsumerRecord[bytes, bytes]]) -> list[_Read]:
@@ -429,8 +417,12 @@ class InboxConsumer:
                 work = await self._prepare(session, [(p.envelope, p.data) for p in fresh])
                 for parsed in fresh:
                     envelope = parsed.envelope
-                    with _LoggingContext(envelope):
+                    # (what `_logging_about` does, without a context manager: once per event)
+                    token = logs.event.set(envelope)
+                    try:
                         await parsed.handler(self._context(session, envelope, work), parsed.data)
+                    finally:
+                        logs.event.reset(token)
                     outcomes[envelope.type, "handled"] += 1
                 if work is not None:
                     await work.finish()

@@ -6,25 +6,39 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from shared.settings import BatonSettings
 
+
+class Event(Protocol):
+    """What a log line takes from the event being handled."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def correlationid(self) -> str: ...
+
+
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
-correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# The event being handled (its id and journey are read when a line is written: a consumer sets
+# this once per event, and most events log nothing).
+event: ContextVar[Event | None] = ContextVar("event", default=None)
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 _SECRET_WORDS = ("password", "secret", "token", "authorization")
 
 
-def _context() -> dict[str, str]:
+def context() -> dict[str, str]:
+    """The ids a log line written here and now carries."""
+    handled = event.get()
     found = {
         "request_id": request_id.get(),
-        "event_id": event_id.get(),
-        "correlation_id": correlation_id.get(),
+        "event_id": handled.event_id if handled is not None else None,
+        "correlation_id": handled.correlationid if handled is not None else None,
     }
     return {k: v for k, v in found.items() if v}
 
@@ -52,7 +66,7 @@ class JsonFormatter(logging.Formatter):
         }
         if self._service:
             entry["service"] = self._service
-        entry.update(_context())
+        entry.update(context())
         entry.update(_extras(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -62,7 +76,7 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{record.levelname:<7} {record.name}: {record.getMessage()}"
-        fields = {**_context(), **_extras(record)}
+        fields = {**context(), **_extras(record)}
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         if record.exc_info:

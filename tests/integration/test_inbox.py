@@ -262,7 +262,8 @@ async def apply_unless_poison(ctx: EventContext, event: LeadQualified) -> None:
     if event.name == "Poison":
         raise RuntimeError("a handler that always fails on this event")
     # What it logs carries the event's id and journey (else it fails, and the event is lost).
-    assert (logs.event_id.get(), logs.correlation_id.get()) == (
+    ids = logs.context()
+    assert (ids["event_id"], ids["correlation_id"]) == (
         ctx.envelope.event_id,
         ctx.envelope.correlationid,
     )
