@@ -62,7 +62,7 @@ async def lead_captured(model: ReadModel, ctx: EventContext, e: LeadCaptured) ->
         first("captured_at", ctx.envelope.time)(lead)
         lead.source, lead.campaign_id = e.source, str(e.campaign_id or "")
 
-    await model.change_lead(str(e.lead_id), change)
+    await model.change_lead(e.lead_id, change)
 
 
 async def lead_engaged(model: ReadModel, ctx: EventContext, e: LeadEngaged) -> None:
@@ -73,7 +73,7 @@ async def lead_engaged(model: ReadModel, ctx: EventContext, e: LeadEngaged) -> N
     def change(lead: LeadRow) -> None:
         lead.downloads = {**lead.downloads, day: lead.downloads.get(day, 0) + 1}
 
-    await model.change_lead(str(e.lead_id), change)
+    await model.change_lead(e.lead_id, change)
 
 
 async def lead_qualified(model: ReadModel, ctx: EventContext, e: LeadQualified) -> None:
@@ -82,21 +82,21 @@ async def lead_qualified(model: ReadModel, ctx: EventContext, e: LeadQualified) 
         if lead.captured_at is None:  # LeadCaptured not here yet: its source is the same
             lead.source, lead.campaign_id = e.source, str(e.campaign_id or "")
 
-    await model.change_lead(str(e.lead_id), change)
+    await model.change_lead(e.lead_id, change)
 
 
 async def lead_accepted(model: ReadModel, ctx: EventContext, e: LeadAccepted) -> None:
-    await model.change_lead(str(e.lead_id), first("respond_by", e.respond_by))
+    await model.change_lead(e.lead_id, first("respond_by", e.respond_by))
 
 
 async def lead_contacted(model: ReadModel, ctx: EventContext, e: LeadContacted) -> None:
-    await model.change_lead(str(e.lead_id), first("first_touch_at", ctx.envelope.time))
+    await model.change_lead(e.lead_id, first("first_touch_at", ctx.envelope.time))
 
 
 async def response_breached(
     model: ReadModel, ctx: EventContext, e: LeadResponseSlaBreached
 ) -> None:
-    await model.change_lead(str(e.lead_id), first("sla_breached_at", ctx.envelope.time))
+    await model.change_lead(e.lead_id, first("sla_breached_at", ctx.envelope.time))
 
 
 async def lead_recycled(model: ReadModel, ctx: EventContext, e: LeadRecycled) -> None:
@@ -108,21 +108,21 @@ async def lead_disqualified(model: ReadModel, ctx: EventContext, e: LeadDisquali
 
 
 async def opportunity_created(model: ReadModel, ctx: EventContext, e: OpportunityCreated) -> None:
-    at, opportunity_id, lead_id = ctx.envelope.time, str(e.opportunity_id), str(e.lead_id)
-    await model.change_opportunity(opportunity_id, lead_id, first("created_at", at))
-    await model.change_lead(lead_id, first("sql_at", at))
+    at = ctx.envelope.time
+    await model.change_opportunity(e.opportunity_id, e.lead_id, first("created_at", at))
+    await model.change_lead(e.lead_id, first("sql_at", at))
 
 
 async def opportunity_accepted(model: ReadModel, ctx: EventContext, e: OpportunityAccepted) -> None:
     change = first("accepted_at", ctx.envelope.time)
-    await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), change)
+    await model.change_opportunity(e.opportunity_id, e.lead_id, change)
 
 
 async def opportunity_neglected(
     model: ReadModel, ctx: EventContext, e: OpportunityNeglected
 ) -> None:
     change = first("neglected_at", ctx.envelope.time)
-    await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), change)
+    await model.change_opportunity(e.opportunity_id, e.lead_id, change)
 
 
 async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
@@ -135,19 +135,19 @@ async def deal_won(model: ReadModel, ctx: EventContext, e: DealWon) -> None:
         if opportunity.won_at is None or at < opportunity.won_at:
             opportunity.won_at, opportunity.amount, opportunity.mrr = at, amount, mrr
 
-    await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), won)
-    await model.change_lead(str(e.lead_id), first("won_at", at))
+    await model.change_opportunity(e.opportunity_id, e.lead_id, won)
+    await model.change_lead(e.lead_id, first("won_at", at))
 
 
 async def deal_lost(model: ReadModel, ctx: EventContext, e: DealLost) -> None:
     at = ctx.envelope.time
-    await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), first("lost_at", at))
+    await model.change_opportunity(e.opportunity_id, e.lead_id, first("lost_at", at))
     model.reason(ctx.envelope.event_id, "lost", e.reason, at)
 
 
 async def customer_onboarded(model: ReadModel, ctx: EventContext, e: CustomerOnboarded) -> None:
     change = first("onboarded_at", ctx.envelope.time)
-    await model.change_opportunity(str(e.opportunity_id), str(e.lead_id), change)
+    await model.change_opportunity(e.opportunity_id, e.lead_id, change)
 
 
 async def churn_risk(model: ReadModel, ctx: EventContext, e: ChurnRisk) -> None:
@@ -157,7 +157,7 @@ async def churn_risk(model: ReadModel, ctx: EventContext, e: ChurnRisk) -> None:
     for position, reason in enumerate(dict.fromkeys(e.reasons)):
         model.reason(ctx.envelope.event_id, "churn_risk", reason, at, position)
 
-    await model.change_lead(str(e.lead_id), first("churn_risk_at", at))
+    await model.change_lead(e.lead_id, first("churn_risk_at", at))
 
 
 async def nps_recorded(model: ReadModel, ctx: EventContext, e: NpsRecorded) -> None:
@@ -203,10 +203,11 @@ async def campaign_cost(model: ReadModel, ctx: EventContext, e: CampaignCostReco
 
 
 def _bind(handler: KpiHandler) -> Handler:
-    async def handle(ctx: EventContext, event: Any) -> None:
+    def handle(ctx: EventContext, event: Any) -> Awaitable[None]:
+        """(the handler's own coroutine, not one more around it: one is made per event)"""
         if not isinstance(ctx.work, ReadModel):
             raise RuntimeError("KPI handlers need the read model as the inbox's transaction work")
-        await handler(ctx.work, ctx, event)
+        return handler(ctx.work, ctx, event)
 
     return handle
 

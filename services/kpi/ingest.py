@@ -89,6 +89,9 @@ class ReadModel:
         self._changed_opportunities: dict[str, _Changed] = {}
         self._totals: Counter[Key] = Counter()
         self._reasons: list[dict[str, Any]] = []
+        # The text of each id the prepared events name (made together; `str` of a UUID takes
+        # five times as long as finding it here).
+        self._texts: dict[uuid.UUID, str] = {}
 
     async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None:
         """Load the facts of the leads and opportunities `events` name, in two queries."""
@@ -104,8 +107,11 @@ class ReadModel:
                 lead_ids.add(journey)
             if (opportunity_id := named.get("opportunity_id")) is not None:
                 opportunities.append(opportunity_id)
-        lead_ids.update(texts_of(leads))
-        await self._load(lead_ids, set(texts_of(opportunities)))
+        lead_texts, opportunity_texts = texts_of(leads), texts_of(opportunities)
+        self._texts.update(zip(leads, lead_texts, strict=True))
+        self._texts.update(zip(opportunities, opportunity_texts, strict=True))
+        lead_ids.update(lead_texts)
+        await self._load(lead_ids, set(opportunity_texts))
 
     async def finish(self) -> None:
         """Write the fact rows that changed, move the daily totals by their changes, write the
@@ -128,9 +134,14 @@ class ReadModel:
         await repository.touch_days(self.session, days)
         await repository.add_reasons(self.session, self._reasons)
 
-    async def change_lead(self, lead_id: str, change: Callable[[LeadRow], None]) -> None:
-        """Apply `change` to the lead's facts; its opportunities follow a new source/campaign."""
-        lead = await self._lead(lead_id)
+    async def change_lead(
+        self, lead_id: uuid.UUID | str, change: Callable[[LeadRow], None]
+    ) -> None:
+        """Apply `change` to the lead's facts; its opportunities follow a new source/campaign.
+        (Ids are a prepared event's UUIDs, or their text.)"""
+        lead_id = self._text(lead_id)
+        # (the lead the events prepared, without a coroutine of `_lead`'s: most are)
+        lead = self._leads[lead_id] if lead_id in self._leads else await self._lead(lead_id)
         is_new = lead is None
         if lead is None:
             lead = self._leads[lead_id] = LeadRow(lead_id)
@@ -143,8 +154,12 @@ class ReadModel:
                 self._change(opportunity, lambda o: _copy_dimensions(lead, o))
 
     async def change_opportunity(
-        self, opportunity_id: str, lead_id: str, change: Callable[[OpportunityRow], None]
+        self,
+        opportunity_id: uuid.UUID | str,
+        lead_id: uuid.UUID | str,
+        change: Callable[[OpportunityRow], None],
     ) -> None:
+        opportunity_id, lead_id = self._text(opportunity_id), self._text(lead_id)
         if opportunity_id not in self._opportunities:
             await self._load((), (opportunity_id,))
         opportunity = self._opportunities[opportunity_id]
@@ -206,6 +221,11 @@ class ReadModel:
             if (at := getattr(row, milestone)) is not None:
                 days.add(local_day(at, self.rules.tz))
         return days
+
+    def _text(self, id_: uuid.UUID | str) -> str:
+        if isinstance(id_, str):
+            return id_
+        return self._texts.get(id_) or str(id_)
 
     async def _lead(self, lead_id: str) -> LeadRow | None:
         """The lead's facts; None if it is not known yet."""

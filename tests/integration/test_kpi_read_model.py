@@ -3,6 +3,7 @@ written back when they changed, and only then."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,8 @@ from services.kpi.app import SPEC as KPI
 from services.kpi.facts import Rules
 from services.kpi.handlers import first
 from services.kpi.ingest import ReadModel
-from services.kpi.models import DailyTotal, DayRevision, LeadRow, OpportunityFact
+from services.kpi.models import DailyTotal, DayRevision, LeadFact, LeadRow, OpportunityFact
+from shared.events import OpportunityAccepted, new_event
 from tests.helpers import migrated_sessions
 
 RULES = Rules(tz=ZoneInfo("Asia/Tokyo"), currency="JPY")
@@ -95,3 +97,31 @@ async def test_a_change_that_changes_nothing_writes_nothing(
         totals = (await session.execute(select(DailyTotal.metric, DailyTotal.value))).all()
     assert after == before
     assert [tuple(t) for t in totals] == [("leads_captured", 1)]
+
+
+async def test_an_events_ids_and_their_text_name_the_same_rows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Handlers name leads and opportunities by their events' UUIDs (made text once for the
+    transaction, when its events are prepared), or by text (a journey's lead from the envelope);
+    an id no prepared event names is made text on the spot. Each reaches the same fact row."""
+    lead, opportunity, unprepared = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    accepted = OpportunityAccepted(opportunity_id=opportunity, lead_id=lead, owner_id=uuid.uuid4())
+    event = new_event(accepted, time=AT)
+    async with sessions() as session, session.begin():
+        model = ReadModel(session, RULES)
+        await model.prepare([(event, accepted)])
+        await model.change_lead(lead, webinar)
+        await model.change_lead(str(lead), first("mql_at", AT + timedelta(hours=1)))
+        await model.change_opportunity(opportunity, lead, first("created_at", AT))
+        await model.change_opportunity(str(opportunity), str(lead), first("accepted_at", AT))
+        await model.change_lead(unprepared, webinar)
+        await model.finish()
+    async with sessions() as session:
+        leads = {row.lead_id: row for row in (await session.execute(select(LeadFact))).scalars()}
+        opportunities = (await session.execute(select(OpportunityFact))).scalars().all()
+    assert set(leads) == {str(lead), str(unprepared)}
+    assert (leads[str(lead)].captured_at, leads[str(lead)].mql_at) == (AT, AT + timedelta(hours=1))
+    [row] = opportunities
+    assert (row.opportunity_id, row.lead_id, row.source) == (str(opportunity), str(lead), "webinar")
+    assert (row.created_at, row.accepted_at) == (AT, AT)
