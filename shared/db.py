@@ -74,9 +74,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_utc_text
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _utc_time(value)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        impl = self.impl_instance.dialect_impl(dialect)
+        if dialect.name == "sqlite":
+            if getattr(impl, "_storage_format", None) == _SQLITE_DATETIME_FORMAT:
+                return _sqlite_utc_time
+        elif impl.result_processor(dialect, coltype) is None:  # the driver's own datetime
+            return _utc_time
+        return super().result_processor(dialect, coltype)
+
+
+def _utc_time(value: datetime | None) -> datetime | None:
+    """`value` in UTC, aware (a naive time is one in UTC)."""
+    if value is None or value.tzinfo is UTC:  # (asyncpg's are)
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_utc_time(value: str | None) -> datetime | None:
+    """The time of SQLite's DATETIME text (UTC, without an offset), aware, in one C call: a
+    third of the time of SQLAlchemy's parser and `_utc_time` after it (a fact row loaded holds
+    up to a dozen times)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # (not the text SQLAlchemy writes: an offset of its own, say)
+        return _utc_time(datetime.fromisoformat(value))
 
 
 def _sqlite_utc_text(value: datetime | None) -> str | None:

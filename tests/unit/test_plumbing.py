@@ -12,7 +12,7 @@ import jwt
 import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import DateTime
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 
 from services import settings_class
 from shared.auth import AuthError, Principal, TokenVerifier, mint_token
@@ -121,6 +121,7 @@ def test_a_time_goes_into_sqlite_as_the_text_sqlalchemy_makes_of_it_in_utc() -> 
     dialect = sqlite.dialect()
     ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     sqlalchemys = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and sqlalchemys is not None
     times = [
         datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=UTC),
         datetime(2026, 3, 1, 9, 30, tzinfo=UTC),  # no fraction: still six digits
@@ -134,3 +135,33 @@ def test_a_time_goes_into_sqlite_as_the_text_sqlalchemy_makes_of_it_in_utc() -> 
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive datetimes"):
         ours(datetime(2026, 3, 1, 9, 30))
+
+
+def test_a_time_comes_back_from_sqlite_as_sqlalchemy_reads_it_aware_in_utc() -> None:
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    sqlalchemys = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert ours is not None and sqlalchemys is not None
+    texts = [
+        "2026-03-01 09:30:05.123456",  # as SQLAlchemy writes it
+        "2026-03-01 09:30:00.000000",
+        "2026-03-01 09:30:05",  # as SQLite's CURRENT_TIMESTAMP writes it
+    ]
+    for text in texts:
+        back, naive = ours(text), sqlalchemys(text)
+        assert back is not None and naive is not None
+        assert back == naive.replace(tzinfo=UTC), text
+        assert back.tzinfo is UTC
+    assert ours("2026-03-01T18:30:05+09:00") == datetime(2026, 3, 1, 9, 30, 5, tzinfo=UTC)
+    assert ours(None) is None
+
+
+def test_a_time_the_driver_reads_comes_back_aware_in_utc() -> None:
+    dialect = postgresql.asyncpg.dialect()  # (asyncpg hands back aware times, in UTC)
+    ours = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert ours is not None
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert ours(at) is at
+    assert ours(datetime(2026, 3, 1, 18, 30, tzinfo=timezone(timedelta(hours=9)))) == at
+    assert ours(datetime(2026, 3, 1, 9, 30)) == at  # naive: in UTC
+    assert ours(None) is None
