@@ -161,14 +161,33 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": 30}, module=sqlite_driver.DBAPI
+            url,
+            echo=echo,
+            connect_args={"timeout": 30},
+            module=sqlite_driver.DBAPI,
+            json_serializer=json_text,
+            json_deserializer=orjson.loads,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
+    )
     event.listen(engine.sync_engine, "checkout", _reconnect_if_closed)
     return engine
+
+
+def json_text(value: Any) -> str:
+    """The text of a JSON column's value, made by orjson: compact, and in a fifth of the
+    standard library's time (a fact row written holds one; keys that are not text become
+    text, as the standard library makes them)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _reconnect_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -252,3 +252,26 @@ async def test_times_are_stored_as_the_text_sqlalchemy_makes_of_them(
                 general = DateTime().dialect_impl(dialect).bind_processor(dialect)
                 utc = [at and at.astimezone(UTC).replace(tzinfo=None) for at in times]
                 assert list(raw) == [general(at) for at in utc]
+
+
+async def test_json_documents_are_written_by_orjson_and_read_back_alike(
+    database_url: Callable[[str], Any],
+) -> None:
+    """A JSON column's value is stored as orjson's compact text (keys that are not text made
+    text, as the standard library makes them), through `insert_many` and SQLAlchemy's own
+    statements alike, and reads back as the same document."""
+    doc = {"2026-03-01": 2, "list": [1.5, "a", None], 7: True}
+    async with bulk_tables(database_url, "bulk_json") as sessions:
+        async with sessions() as session, session.begin():
+            row = {"day": "d1", "metric": "m", "value": 1, "doc": doc, "at": None}
+            await insert_many(session, COUNTERS, [row])
+            await session.execute(COUNTERS.insert().values({**row, "day": "d2"}))
+        async with sessions() as session:
+            docs = await session.scalars(select(COUNTERS.c.doc).order_by(COUNTERS.c.day))
+            texts = await session.scalars(
+                text("SELECT CAST(doc AS TEXT) FROM bulk_counters ORDER BY day")
+            )
+            read, stored = list(docs), list(texts)
+    same = {"2026-03-01": 2, "list": [1.5, "a", None], "7": True}
+    assert read == [same, same]
+    assert stored == ['{"2026-03-01":2,"list":[1.5,"a",null],"7":true}'] * 2
