@@ -22,8 +22,10 @@ Two uses:
     .venv/bin/python -m bench.kpi_replay [--db sqlite|postgres|both] [--events 20000]
                                          [--rounds 3] [--no-apply]
 
-The consumer is driven through its fetch handler (`InboxConsumer._handle_fetch`), the step
-after `getmany`; the partitions are the assignment of a stand-in for the consumer.
+The consumer is driven through its fetch handlers (`InboxConsumer._read_fetch`, then
+`_apply_fetch`), the steps after `getmany`; the partitions are the assignment of a stand-in for
+the consumer. (The service reads the next fetch while it applies one; here each is read, then
+applied.)
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ async def one_round(url: str, batches: list[Fetch], apply: bool) -> Took:
     tune_interpreter()
     try:
         stopwatch = Stopwatch()
-        for batch in batches if apply else ():
-            await consumer._handle_fetch(assigned, batch)  # (the step after `getmany`)
+        for batch in batches if apply else ():  # (the steps after `getmany`)
+            await consumer._apply_fetch(assigned, await consumer._read_fetch(batch))
         return stopwatch.took()
     finally:
         await engine.dispose()

@@ -124,6 +124,8 @@ class _Ignored:
 
 
 _Read = _Parsed | _Unreadable | _Ignored
+# A fetch read: each partition's messages, and what each turned out to be.
+_Fetch = list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]], list[_Read]]]
 
 # Messages read between two chances for the event loop to run something else (such as a request
 # to the service's API).
@@ -274,19 +276,35 @@ class InboxConsumer:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while not self._stopping.is_set():
-            batch = await consumer.getmany(
-                timeout_ms=500, max_records=self._settings.consumer_batch_size
-            )
-            if consumer.assignment():
-                self.assigned.set()
-            await self._handle_fetch(consumer, list(batch.items()))
-            await self._commit(consumer)
-            for tp in consumer.assignment():
-                if tp not in batch:  # nothing new: the position is where the group left off
-                    with contextlib.suppress(IllegalStateError):
-                        self._positions[tp] = await consumer.position(tp)
-            self._record_lag(consumer)
+        """Fetch, apply, commit; the next fetch is fetched and read meanwhile (while a fetch's
+        transaction waits on the database, the event loop parses the next one). A fetch read
+        ahead and not applied when the consumer stops is not committed: it is fetched again."""
+        ahead: asyncio.Task[_Fetch] | None = None
+        try:
+            while not self._stopping.is_set():
+                fetch = await (ahead if ahead is not None else self._fetch(consumer))
+                ahead = asyncio.create_task(self._fetch(consumer))
+                await self._apply_fetch(consumer, fetch)
+                await self._commit(consumer)
+                self._record_lag(consumer)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> _Fetch:
+        """The next fetch, its messages read."""
+        batch = await consumer.getmany(
+            timeout_ms=500, max_records=self._settings.consumer_batch_size
+        )
+        if consumer.assignment():
+            self.assigned.set()
+        for tp in consumer.assignment():
+            if tp not in batch:  # nothing new: the position is where the group left off
+                with contextlib.suppress(IllegalStateError):
+                    self._positions[tp] = await consumer.position(tp)
+        return await self._read_fetch(list(batch.items()))
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         async with self._lock:
@@ -324,23 +342,23 @@ class InboxConsumer:
                     max(end - position, 0)
                 )
 
-    async def _handle_fetch(
-        self,
-        consumer: AIOKafkaConsumer,
-        partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]],
-    ) -> None:
-        """Apply a fetch: its messages read (parsed and validated), then the events of every
-        partition still assigned applied in one transaction. If any event fails in it, each
-        partition's are applied in a transaction of their own, and if one of those fails, its
-        events one by one (so that only the failing one retries and, at last, goes to the DLQ).
-        One transaction a fetch rather than a partition: when a fetch holds a few events of each
-        of many partitions (as it does once a service keeps up with its topics), a fact or a
-        daily total that several of them touch is written once, and the fetch is committed
-        once."""
-        read = [(tp, messages, await self._read(messages)) for tp, messages in partitions]
+    async def _read_fetch(
+        self, partitions: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]
+    ) -> _Fetch:
+        """A fetch's messages (by partition) read: parsed and validated."""
+        return [(tp, messages, await self._read(messages)) for tp, messages in partitions]
+
+    async def _apply_fetch(self, consumer: AIOKafkaConsumer, fetch: _Fetch) -> None:
+        """Apply a fetch read: the events of every partition still assigned, in one transaction.
+        If any event fails in it, each partition's are applied in a transaction of their own,
+        and if one of those fails, its events one by one (so that only the failing one retries
+        and, at last, goes to the DLQ). One transaction a fetch rather than a partition: when a
+        fetch holds a few events of each of many partitions (as it does once a service keeps up
+        with its topics), a fact or a daily total that several of them touch is written once,
+        and the fetch is committed once."""
         async with self._lock:
             # (a partition revoked meanwhile is skipped: its new owner takes the rest)
-            assigned = [entry for entry in read if entry[0] in consumer.assignment()]
+            assigned = [entry for entry in fetch if entry[0] in consumer.assignment()]
             batches = [await self._sort_out(items) for _, _, items in assigned]
             batches = [ready for ready in batches if ready]
             together = [parsed for ready in batches for parsed in ready]

@@ -374,11 +374,11 @@ class _FailsOnce(InboxConsumer):
 
     failed = False
 
-    async def _handle_fetch(self, *args: Any) -> None:
+    async def _apply_fetch(self, *args: Any) -> None:
         if not self.failed and args[1]:
             self.failed = True
             raise RuntimeError("a fault of the service's own")
-        await super()._handle_fetch(*args)
+        await super()._apply_fetch(*args)
 
 
 async def test_the_consumer_goes_on_after_a_fault_of_its_own(
@@ -404,3 +404,72 @@ async def test_the_consumer_goes_on_after_a_fault_of_its_own(
     restarts = metrics.registry.get_sample_value
     assert restarts("baton_consumer_restarts_total", {"cause": "fault"}) == 1
     assert restarts("baton_consumer_restarts_total", {"cause": "broker"}) is None
+
+
+class _HoldsItsFirstFetch(InboxConsumer):
+    """A consumer whose first fetch of events waits, before it is applied, until `release` is
+    set; it counts the fetches of events it has read (the next one read ahead meanwhile)."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.release = asyncio.Event()
+        self.read_with_events = 0
+        self.applied_with_events = 0
+
+    async def _read_fetch(self, *args: Any) -> Any:
+        fetch = await super()._read_fetch(*args)
+        self.read_with_events += bool(fetch)
+        return fetch
+
+    async def _apply_fetch(self, *args: Any) -> None:
+        if args[1]:
+            await self.release.wait()
+            self.applied_with_events += 1
+        await super()._apply_fetch(*args)
+
+
+async def test_a_fetch_read_ahead_when_the_consumer_stops_is_applied_by_the_next_one(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The consumer reads its next fetch while it applies one. Stopped meanwhile, it applies
+    the fetch in hand and commits it, and not the one read ahead: the group's next consumer
+    fetches that again. Each event is applied once."""
+    settings, engine = await applying_service(
+        own_broker, f"sqlite+aiosqlite:///{tmp_path / 'is.db'}", tmp_path
+    )
+    settings = settings.model_copy(update={"consumer_batch_size": 5})
+    events = [mql() for _ in range(20)]
+    async with producer(own_broker.bootstrap) as plain:
+        for event in events:
+            await publish(plain, event)
+    first = applying_consumer(_HoldsItsFirstFetch, settings, engine, [])
+    assert isinstance(first, _HoldsItsFirstFetch)
+    first.start()
+    try:
+        await eventually(lambda: _true(first.read_with_events == 2), timeout=30)
+        stopping = asyncio.create_task(first.stop())
+        await asyncio.sleep(0.2)
+        first.release.set()
+        await stopping
+        assert first.applied_with_events == 1
+        applied = select(func.count()).select_from(Applied)
+        by_first = await count(settings, applied)
+        assert 0 < by_first <= 5
+        second = applying_consumer(InboxConsumer, settings, engine, [])
+        second.start()
+        try:
+            await eventually(lambda: _equals(settings, applied, 20), timeout=60)
+        finally:
+            await second.stop()
+        once = select(Applied.lead_id, func.count()).group_by(Applied.lead_id)
+        async with session_factory(engine)() as session:
+            per_lead = dict((await session.execute(once)).all())
+    finally:
+        first.release.set()
+        await first.stop()
+        await engine.dispose()
+    assert per_lead == {str(e.data["lead_id"]): 1 for e in events}
+
+
+async def _true(value: bool) -> bool:
+    return value
