@@ -667,13 +667,9 @@ class OutboxRelay:
                 )
             ).one()
         self._metrics.outbox_backlog.set(count)
-        age = (datetime.now(UTC) - _utc_if_naive(oldest)).total_seconds() if oldest else 0.0
+        # (`min` keeps the column's type: the time comes back aware, on either database)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         self._metrics.outbox_oldest_age.set(age)
-
-
-def _utc_if_naive(value: datetime) -> datetime:
-    """`value`, in UTC if it has no time zone (every time Baton stores is UTC)."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 _PUBLISHED_AT = OUTBOX_TABLE.c.published_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +21,7 @@ from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
 from shared.bus import create_producer, ensure_topics
 from shared.db import create_engine, driver_connection, session_factory
+from shared.metrics import ServiceMetrics
 from shared.migrations import upgrade
 from shared.outbox import (
     OutboxRelay,
@@ -524,3 +525,28 @@ async def test_replay_republishes_the_log(
             ).status_code == 201
     assert await replay(settings) == 3
     assert await replay(settings, since=datetime(2026, 2, 1, tzinfo=UTC)) == 2
+
+
+async def test_the_gauges_count_the_pending_rows_and_the_oldest_ones_wait(
+    broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> None:
+    """The relay's gauges: how many rows are pending, and how long the oldest has waited (its
+    time read back aware, as every time Baton stores, on either database)."""
+    url = await database_url("marketing")
+    topic, settings, engine, sessions = await relay_setup(broker, tmp_path, url, batch=10)
+    await add_test_rows(sessions, topic, ["k1", "k2"], range(3), settings.outbox_lanes)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with sessions() as session, session.begin():
+        oldest = select(func.min(OutboxRow.id)).scalar_subquery()
+        await session.execute(
+            update(OutboxRow).where(OutboxRow.id == oldest).values(created_at=an_hour_ago)
+        )
+    metrics = ServiceMetrics("marketing")
+    try:
+        await OutboxRelay(settings, sessions, metrics)._update_gauges()  # (not started)
+    finally:
+        await engine.dispose()
+    sample = metrics.registry.get_sample_value
+    assert sample("baton_outbox_backlog") == 6
+    age = sample("baton_outbox_oldest_pending_age_seconds")
+    assert age is not None and 3600 <= age < 3660
