@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -66,24 +66,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _refuse_naive(value)  # asyncpg sends an aware time as UTC itself
 
     def bind_processor(self, dialect: Any) -> Any:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-        storage_format = getattr(self.impl_instance.dialect_impl(dialect), "_storage_format", None)
-        if storage_format != _SQLITE_DATETIME_FORMAT:
-            return super().bind_processor(dialect)
-        return _sqlite_utc_text
+        return _sqlite_utc_text if self._sqlite_text(dialect) else super().bind_processor(dialect)
+
+    def column_bind_processor(self, dialect: Any) -> Callable[[Sequence[Any]], list[Any]] | None:
+        """What makes a whole column of times the driver's at once (see `insert_many`), where
+        there is a faster way than one by one: SQLite's text."""
+        return _sqlite_utc_texts if self._sqlite_text(dialect) else None
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return _utc_time(value)
 
     def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        if self._sqlite_text(dialect):
+            return _sqlite_utc_time
         impl = self.impl_instance.dialect_impl(dialect)
-        if dialect.name == "sqlite":
-            if getattr(impl, "_storage_format", None) == _SQLITE_DATETIME_FORMAT:
-                return _sqlite_utc_time
-        elif impl.result_processor(dialect, coltype) is None:  # the driver's own datetime
-            return _utc_time
+        if dialect.name != "sqlite" and impl.result_processor(dialect, coltype) is None:
+            return _utc_time  # (the driver's own datetime)
         return super().result_processor(dialect, coltype)
+
+    def _sqlite_text(self, dialect: Any) -> bool:
+        """Whether the column is SQLite's text in SQLAlchemy's own DATETIME format (which the
+        processors here make and read in C calls)."""
+        impl = self.impl_instance.dialect_impl(dialect)
+        return (
+            dialect.name == "sqlite"
+            and getattr(impl, "_storage_format", None) == _SQLITE_DATETIME_FORMAT
+        )
 
 
 def _utc_time(value: datetime | None) -> datetime | None:
@@ -264,9 +272,9 @@ def _driver_columns(
     dialect: Any, table: Table, columns: tuple[str, ...], by_column: list[Sequence[Any]]
 ) -> list[Sequence[Any]]:
     """Each column's values (`by_column`, in the order of `columns`) as the driver takes them."""
-    processors = _bind_processors(dialect, table, columns)
+    processors = _column_processors(dialect, table, columns)
     return [
-        values if process is None else _processed(process, values)
+        values if process is None else process(values)
         for values, process in zip(by_column, processors, strict=True)
     ]
 
@@ -295,6 +303,32 @@ def sqlite_insert_sql(
 def _bind_processors(dialect: Any, table: Table, columns: tuple[str, ...]) -> list[Any]:
     """Each column's bind processor (what makes a value the driver's), made once."""
     return [_bind_processor(dialect, table.c[name].type) for name in columns]
+
+
+_ColumnProcessor = Callable[[Sequence[Any]], list[Any]]
+
+
+@functools.cache
+def _column_processors(
+    dialect: Any, table: Table, columns: tuple[str, ...]
+) -> list[_ColumnProcessor | None]:
+    """Each column's processor of all its values at once (None: they go as they are)."""
+    processors = _bind_processors(dialect, table, columns)
+    return [
+        _over_column(dialect, table.c[name].type, process)
+        for name, process in zip(columns, processors, strict=True)
+    ]
+
+
+def _over_column(dialect: Any, column_type: Any, process: Any) -> _ColumnProcessor | None:
+    """The bind processor `process` (or None) applied to a whole column: the type's own way,
+    if it has one (`column_bind_processor`), else value by value (`_processed`)."""
+    if process is None:
+        return None
+    column_wise = getattr(column_type, "column_bind_processor", None)
+    if column_wise is not None and (whole := column_wise(dialect)) is not None:
+        return cast(_ColumnProcessor, whole)
+    return functools.partial(_processed, process)
 
 
 # How SQLAlchemy's SQLite DATE stores a day by default: what `date.isoformat` makes.
@@ -376,7 +410,7 @@ async def insert_many(
     statement, processors = _unnest_insert(dialect, table, names, conflict, returning)
     arrays = {}
     for (name, process), values in zip(processors.items(), by_column, strict=True):
-        arrays[name] = values if process is None else _processed(process, values)
+        arrays[name] = values if process is None else process(values)
     result = await session.execute(statement, arrays)
     return list(result.scalars()) if returning is not None else []
 
@@ -491,10 +525,7 @@ def _insert_tail(
 
 def _processed(process: Any, values: Sequence[Any]) -> list[Any]:
     """`process` applied to each of `values`; once for a run of the same object (the rows of a
-    bulk insert often share one, such as the time they were made). SQLite's text of times is
-    made for the whole column at once."""
-    if process is _sqlite_utc_text:
-        return _sqlite_utc_texts(values)
+    bulk insert often share one, such as the time they were made)."""
     out, last, result = [], _NOTHING, None
     for value in values:
         if value is not last:
@@ -514,17 +545,16 @@ def _unnest_insert(
     conflict: _Conflict | None,
     returning: str | None,
 ) -> tuple[Any, dict[str, Any]]:
-    """`INSERT .. SELECT * FROM unnest(an array per column)` on PostgreSQL, and the bind
-    processor of each column whose type has one in Python (a TypeDecorator's; JSON's, which
-    makes the document text), else None."""
+    """`INSERT .. SELECT * FROM unnest(an array per column)` on PostgreSQL, and the processor of
+    each column whose type has one in Python (a TypeDecorator's; JSON's, which makes the
+    document text), over the column's values (`_over_column`), else None."""
     casts, processors = [], {}
     for name in columns:
         column_type = table.c[name].type
         casts.append(f"CAST(:{name} AS {column_type.compile(dialect=dialect)}[])")
         in_python = isinstance(column_type, TypeDecorator | JSON)
-        processors[name] = (
-            column_type.dialect_impl(dialect).bind_processor(dialect) if in_python else None
-        )
+        process = column_type.dialect_impl(dialect).bind_processor(dialect) if in_python else None
+        processors[name] = _over_column(dialect, column_type, process)
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
     sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({', '.join(casts)})"
