@@ -60,8 +60,17 @@ class _Changed:
     days: set[date]
     values: tuple[Any, ...] | None
 
-    def is_new_or_changed(self) -> bool:
-        return self.values is None or fact_values(self.row) != self.values
+
+@dataclass(slots=True)
+class _Settled:
+    """What a read model's transaction writes (`ReadModel.settle`): per kind of fact, the values
+    of its new rows and of its changed ones; the daily totals' changes; the days whose revision
+    moves on; the reasons."""
+
+    facts: list[tuple[type[FactRow], list[tuple[Any, ...]], list[tuple[Any, ...]]]]
+    totals: Contributions
+    days: set[date]
+    reasons: list[dict[str, Any]]
 
 
 class ReadModel:
@@ -92,6 +101,7 @@ class ReadModel:
         # The text of each id the prepared events name (made together; `str` of a UUID takes
         # five times as long as finding it here).
         self._texts: dict[uuid.UUID, str] = {}
+        self._settled: _Settled | None = None
 
     async def prepare(self, events: Sequence[tuple[EnvelopeAttributes, EventData]]) -> None:
         """Load the facts of the leads and opportunities `events` name, in two queries."""
@@ -114,25 +124,65 @@ class ReadModel:
         await self._load(lead_ids, set(opportunity_texts))
 
     async def finish(self) -> None:
-        """Write the fact rows that changed, move the daily totals by their changes, write the
-        reasons, and move on the revision of every day the transaction changed."""
+        """Write what the transaction changed (`settle`, then `write`)."""
+        self.settle()
+        await self.write(self.session)
+
+    def settle(self) -> None:
+        """Work out what the transaction writes: the fact rows that changed, the daily totals
+        moved by their changes, the reasons, and the days whose revision moves on (every day
+        the transaction changed). Taken as values: the rows may change again afterwards, in
+        the next transaction (`carry`), before these are written."""
         totals = self._totals
         days = {key.day for key in totals}
+        facts: list[tuple[type[FactRow], list[tuple[Any, ...]], list[tuple[Any, ...]]]] = []
         for kind, changes in (
             (LeadRow, self._changed_leads.values()),
             (OpportunityRow, self._changed_opportunities.values()),
         ):
-            changed = [change for change in changes if change.is_new_or_changed()]
-            for change in changed:
+            new: list[tuple[Any, ...]] = []
+            known: list[tuple[Any, ...]] = []
+            for change in changes:
+                values = fact_values(change.row)
+                if change.values is not None and values == change.values:
+                    continue  # changed back, or to what it was: nothing to write
                 after = _contributions(change.row, self.rules)
                 totals.update(difference(change.contributions, after))
                 days |= change.days | self._days(change.row, after)
-            new = [change.row for change in changed if change.values is None]
-            known = [change.row for change in changed if change.values is not None]
-            await repository.save_facts(self.session, kind, new, known)
-        await repository.add_totals(self.session, totals)
-        await repository.touch_days(self.session, days)
-        await repository.add_reasons(self.session, self._reasons)
+                (new if change.values is None else known).append(values)
+            facts.append((kind, new, known))
+        self._settled = _Settled(facts, totals, days, self._reasons)
+
+    async def write(self, session: AsyncSession) -> None:
+        """Write what `settle` worked out, in `session`'s transaction."""
+        settled = self._settled
+        if settled is None:
+            raise RuntimeError("the read model's transaction is written once settled")
+        for kind, new, known in settled.facts:
+            await repository.save_facts(session, kind, new, known)
+        await repository.add_totals(session, settled.totals)
+        await repository.touch_days(session, settled.days)
+        await repository.add_reasons(session, settled.reasons)
+
+    def carry(self, previous: ReadModel) -> None:
+        """Hold, before loading any, the rows the transaction before this one changed, as it
+        left them: that transaction may not have committed yet (the service has one writer,
+        and handles a fetch while the one before writes: `shared.inbox.OneWriterWork`), and a
+        row read from the database meanwhile would be as it was before. A lead comes with every
+        opportunity of its, as a loaded one does; so does the lead of a changed opportunity
+        (an opportunity new there is in no list read from the database yet). Only the rows it
+        changed: a row it merely read is the same in the database either way."""
+        leads = set(previous._changed_leads)
+        for change in previous._changed_opportunities.values():
+            opportunity = cast(OpportunityRow, change.row)
+            self._opportunities[opportunity.opportunity_id] = opportunity
+            if opportunity.lead_id in previous._leads:
+                leads.add(opportunity.lead_id)
+        for lead_id in leads:
+            self._leads[lead_id] = previous._leads[lead_id]
+            of_lead = self._opportunities_of[lead_id] = list(previous._opportunities_of[lead_id])
+            for opportunity in of_lead:
+                self._opportunities[opportunity.opportunity_id] = opportunity
 
     async def change_lead(
         self, lead_id: uuid.UUID | str, change: Callable[[LeadRow], None]

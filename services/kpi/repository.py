@@ -24,7 +24,6 @@ from services.kpi.models import (
     ReadModelState,
     ReasonFact,
     fact_columns,
-    fact_values,
 )
 from shared.db import insert_many
 from shared.inbox import InboxRow
@@ -76,17 +75,20 @@ async def opportunities(
 
 
 async def save_facts(
-    session: AsyncSession, kind: type[FactRow], new: Sequence[FactRow], changed: Sequence[FactRow]
+    session: AsyncSession,
+    kind: type[FactRow],
+    new: Sequence[tuple[Any, ...]],
+    changed: Sequence[tuple[Any, ...]],
 ) -> None:
-    """Insert the `new` fact rows of `kind`, and write every column of the `changed` ones back.
+    """Insert the `new` fact rows of `kind`, and write every column of the `changed` ones back
+    (each row as its values in column order: `fact_values`).
 
     A new row that is there already (added meanwhile by a transaction that read before this
     one's) makes the insert fail, and the batch is then applied again, rather than overwrite it."""
     table, key = _FACT_TABLES[kind]
     columns = fact_columns(kind)
-    await insert_many(session, table, list(map(fact_values, new)), columns=columns)
-    changed_rows = list(map(fact_values, changed))
-    await insert_many(session, table, changed_rows, columns=columns, update_conflicts_on=[key])
+    await insert_many(session, table, new, columns=columns)
+    await insert_many(session, table, changed, columns=columns, update_conflicts_on=[key])
 
 
 async def add_totals(session: AsyncSession, delta: Contributions) -> None:

@@ -18,6 +18,7 @@ from services.kpi.facts import Rules
 from services.kpi.handlers import first
 from services.kpi.ingest import ReadModel
 from services.kpi.models import DailyTotal, DayRevision, LeadFact, LeadRow, OpportunityFact
+from shared.db import read_only
 from shared.events import OpportunityAccepted, new_event
 from tests.helpers import migrated_sessions
 
@@ -125,3 +126,36 @@ async def test_an_events_ids_and_their_text_name_the_same_rows(
     [row] = opportunities
     assert (row.opportunity_id, row.lead_id, row.source) == (str(opportunity), str(lead), "webinar")
     assert (row.created_at, row.accepted_at) == (AT, AT)
+
+
+async def test_a_transaction_carries_on_from_the_rows_the_one_before_changed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A one-writer service handles a fetch while the one before writes: the next transaction's
+    work takes the rows the one before changed from it (`carry`), not from the database, where
+    they are not yet. An opportunity new there, of a lead it only read, then follows the lead's
+    new source, as one read from the database with its lead would."""
+    await in_one_transaction(sessions, lambda m: m.change_lead(LEAD, webinar))
+
+    def to_ads(lead: LeadRow) -> None:
+        lead.source = "ads"
+
+    async with sessions() as session, session.begin():
+        before = ReadModel(session, RULES)
+        await before.change_opportunity(OPPORTUNITY, LEAD, first("created_at", AT))
+        before.settle()
+        async with sessions() as reading, reading.begin():
+            await read_only(reading)
+            after = ReadModel(reading, RULES)
+            after.carry(before)
+            await after.change_lead(LEAD, to_ads)
+            after.settle()
+        await before.write(session)
+    async with sessions() as session, session.begin():
+        await after.write(session)
+    async with sessions() as session:
+        opportunity = await session.get(OpportunityFact, OPPORTUNITY)
+        totals = (await session.execute(select(DailyTotal))).scalars().all()
+    assert opportunity is not None and opportunity.source == "ads"
+    counted = {(t.metric, t.source): t.value for t in totals if t.value}
+    assert counted == {("leads_captured", "ads"): 1, ("sqls", "ads"): 1}
