@@ -23,9 +23,10 @@ Two uses:
                                          [--rounds 3] [--no-apply]
 
 The consumer is driven through its fetch handlers (`InboxConsumer._read_fetch`, then
-`_apply_fetch`), the steps after `getmany`; the partitions are the assignment of a stand-in for
-the consumer. (The service reads the next fetch while it applies one; here each is read, then
-applied.)
+`_apply_fetch`, and at the end `_drain` for the last fetch's transaction), the steps after
+`getmany`; the partitions are the assignment of a stand-in for the consumer. (The service reads
+the next fetch while it applies one; here each is read, then applied. On PostgreSQL a fetch is
+handled while the one before writes, here as in the service.)
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ async def one_round(url: str, batches: list[Fetch], apply: bool) -> Took:
         KPI.handlers,
         Outbox(settings.topic, settings.outbox_lanes),
         work=KPI.transaction_work,
+        one_writer=KPI.one_writer,
     )
     assigned = _Assigned({tp for batch in batches for tp, _ in batch})
     tune_interpreter()
@@ -111,6 +113,7 @@ async def one_round(url: str, batches: list[Fetch], apply: bool) -> Took:
         stopwatch = Stopwatch()
         for batch in batches if apply else ():  # (the steps after `getmany`)
             await consumer._apply_fetch(assigned, await consumer._read_fetch(batch))
+        await consumer._drain()  # (the last fetch's transaction)
         return stopwatch.took()
     finally:
         await engine.dispose()

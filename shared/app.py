@@ -55,6 +55,9 @@ class ServiceSpec:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     # Work the handlers share in each inbox transaction, done once for all its events.
     transaction_work: TransactionWorkFactory | None = None
+    # The service runs one replica, and its handlers change nothing but through its
+    # transaction work, a `OneWriterWork`: a fetch is handled while the one before writes.
+    one_writer: bool = False
     publishes: bool = True
     body_limits: Mapping[str, int] = field(default_factory=dict)
     # Loops the service runs besides its relay and consumer (e.g. SLA sweeps), until shutdown.
@@ -168,6 +171,7 @@ async def run_service(
             runtime.outbox,
             metrics,
             work=spec.transaction_work,
+            one_writer=spec.one_writer,
             group_id=group_id,
         )
         runtime.consumer.start()

@@ -28,6 +28,7 @@ SPEC = ServiceSpec(
     consumes=tuple(topic_of(s) for s in SERVICES if s != "kpi"),
     handlers=HANDLERS,
     transaction_work=read_model,
+    one_writer=True,  # (run one replica: see the README)
     publishes=False,
     background=(publish_gauges,),
     consumer_group=rebuild.consumer_group,
