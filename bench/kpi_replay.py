@@ -108,7 +108,7 @@ async def one_round(url: str, batches: list[Fetch], apply: bool) -> Took:
         one_writer=KPI.one_writer,
     )
     assigned = _Assigned({tp for batch in batches for tp, _ in batch})
-    tune_interpreter()
+    tune_interpreter(settings.consumer_batch_size)
     try:
         stopwatch = Stopwatch()
         for batch in batches if apply else ():  # (the steps after `getmany`)

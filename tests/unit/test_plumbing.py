@@ -15,6 +15,7 @@ from sqlalchemy import DateTime
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services import settings_class
+from shared.app import young_collection_threshold
 from shared.auth import AuthError, Principal, TokenVerifier, mint_token
 from shared.db import UTCDateTime
 from shared.outbox import lane_of
@@ -39,11 +40,18 @@ def test_service_settings_read_their_own_variables(
     assert marketing.database_url == f"sqlite+aiosqlite:///{(tmp_path / 'marketing.db').resolve()}"
     assert marketing.topic == "baton.marketing"
     assert marketing.group_id == "baton.marketing"
-    assert (kpi.consumer_batch_size, marketing.consumer_batch_size) == (2000, 500)
+    assert (kpi.consumer_batch_size, marketing.consumer_batch_size) == (5000, 500)
     monkeypatch.setenv("BATON_CONSUMER_BATCH_SIZE", "100")
     assert settings_class("kpi")().consumer_batch_size == 100
     with pytest.raises(KeyError):
         settings_class("sales")
+
+
+def test_a_consumer_with_larger_fetches_collects_its_young_objects_less_often() -> None:
+    """Department services (fetches of 500, or no consumer) keep the threshold of 50,000; the
+    KPI service's fetches of 5,000 get 40 objects an event."""
+    assert young_collection_threshold(0) == young_collection_threshold(500) == 50_000
+    assert young_collection_threshold(5000) == 200_000
 
 
 def test_jwt_secret_is_made_once_and_kept(tmp_path: Path) -> None:
