@@ -350,7 +350,10 @@ class InboxConsumer:
         ahead: asyncio.Task[_Fetch] | None = None
         try:
             while not self._stopping.is_set():
-                fetch = await (ahead if ahead is not None else self._fetch(consumer))
+                if ahead is None:
+                    ahead = asyncio.create_task(self._fetch(consumer))
+                await self._commit_written_meanwhile(consumer, ahead)
+                fetch = await ahead
                 ahead = asyncio.create_task(self._fetch(consumer))
                 await self._apply_fetch(consumer, fetch)
                 await self._commit(consumer)
@@ -364,6 +367,20 @@ class InboxConsumer:
                     await ahead
             # (after a failure: written, or applied again; committed by the next consumer)
             await self._drain()
+
+    async def _commit_written_meanwhile(
+        self, consumer: AIOKafkaConsumer, ahead: asyncio.Task[_Fetch]
+    ) -> None:
+        """While the next fetch is awaited, a fetch handled ahead whose transaction ends is
+        seen to (`_written`) and its offsets committed then, not once the next fetch comes:
+        when the topics go quiet, that is only at the end of the fetch's wait."""
+        writing = self._writing
+        if writing is None or ahead.done():
+            return
+        await asyncio.wait((ahead, writing.task), return_when=asyncio.FIRST_COMPLETED)
+        if writing.task.done() and not ahead.done():
+            await self._drain()
+            await self._commit(consumer)
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> _Fetch:
         """The next fetch, its messages read."""
