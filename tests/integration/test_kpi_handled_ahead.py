@@ -2,12 +2,13 @@
 rows that fetch changed come from its work, not from the database, where they may not have
 committed yet). The read model it leaves is the one applying each fetch in turn leaves: with
 journeys spread over many fetches, events repeated within a fetch and in the next one, and
-events recorded before, whose fetch is applied again the classic way, and so is the next."""
+events recorded before, whose fetch is applied again the classic way, and so is the next; and
+with an event whose handler fails, whose fetch is applied the classic way too."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from baton.broker import EmbeddedBroker
 from bench.kpi_replay import fetches
 from services.kpi.app import SPEC as KPI
 from services.kpi.models import (
@@ -26,7 +28,7 @@ from services.kpi.models import (
 )
 from services.kpi.settings import Settings
 from shared.events import parse_event
-from shared.inbox import InboxConsumer, InboxRow, record_new
+from shared.inbox import EventContext, Handler, InboxConsumer, InboxRow, record_new
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
 from tests.conftest import PostgresDatabases
@@ -81,30 +83,38 @@ def with_repeats(batches: list[Fetch]) -> list[Fetch]:
 
 
 async def applied(
-    sessions: async_sessionmaker[Any], batches: list[Fetch], recorded: list[Any], *, ahead: bool
+    sessions: async_sessionmaker[Any],
+    batches: list[Fetch],
+    recorded: list[Any],
+    *,
+    ahead: bool,
+    handlers: Mapping[str, Handler] = KPI.handlers,
+    settings: Settings | None = None,
 ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[tuple[str, str], float]]:
     """Every fetch applied by a KPI consumer (handling ahead or not), with the events
     `recorded` in the inbox first: each read model table's rows, and the events counted by
-    type and outcome."""
+    type and outcome (and, as ("dlq", "sent"), those sent to the DLQ)."""
     async with sessions() as session, session.begin():
         await record_new(session, recorded)
-    settings = Settings(database_url="postgresql+asyncpg://unused/unused")
+    settings = settings or Settings(database_url="postgresql+asyncpg://unused/unused")
     metrics = ServiceMetrics("kpi")
     consumer = InboxConsumer(
         settings,
         sessions,
         KPI.consumes,
-        KPI.handlers,
+        handlers,
         Outbox(settings.topic, settings.outbox_lanes),
         metrics,
         work=KPI.transaction_work,
         one_writer=ahead,
+        retry_backoff_s=0,
     )
     assert consumer._ahead is ahead
     assigned: Any = _Assigned(batches)
     for batch in batches:
         await consumer._apply_fetch(assigned, await consumer._read_fetch(batch))
     await consumer._drain()
+    await consumer.stop()  # (its DLQ producer, if it made one)
     rows = {}
     async with sessions() as session:
         for model in (*TABLES, InboxRow):
@@ -118,6 +128,7 @@ async def applied(
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     counted[sample.labels["type"], sample.labels["outcome"]] = sample.value
+    counted["dlq", "sent"] = metrics.registry.get_sample_value("baton_dlq_events_total") or 0
     return rows, counted
 
 
@@ -152,3 +163,45 @@ async def test_handled_ahead_leaves_the_read_model_applying_in_turn_leaves(
         r for r in caplog.records if r.getMessage() == "a fetch handled ahead was not written"
     ]
     assert [getattr(r, "error", None) for r in redone] == ["_RecordedAlready(2)"]
+
+
+def failing_on(event_id: str, handler: Handler) -> Handler:
+    """`handler`, but failing on the event `event_id`."""
+
+    async def handle(ctx: EventContext, data: Any) -> None:
+        if ctx.envelope.event_id == event_id:
+            raise RuntimeError("a handler that fails")
+        await handler(ctx, data)
+
+    return handle
+
+
+async def test_a_fetch_whose_handling_fails_is_applied_the_classic_way(
+    postgres: PostgresDatabases, broker: EmbeddedBroker, topics: tuple[str, ...]
+) -> None:
+    """An event whose handler fails: handling its fetch ahead fails, and the fetch is applied
+    the classic way (its partitions', then its events one by one; the event to the DLQ). The
+    read model and the counts are those of applying each fetch in turn."""
+    batches = fetches(400, 40, Settings().kafka_partitions)
+    poison = parse_event(batches[3][0][1][0].value or b"")
+    assert poison is not None
+    poison_id = poison[0].event_id
+    handlers = {name: failing_on(poison_id, handler) for name, handler in KPI.handlers.items()}
+    results = {}
+    for ahead in (False, True):
+        async with migrated_sessions(await postgres.create(), "kpi", KPI.migrations) as sessions:
+            settings = Settings(
+                database_url="postgresql+asyncpg://unused/unused",
+                kafka_bootstrap=broker.bootstrap,
+                kafka_idempotence=False,  # (as every test's producer on the embedded broker)
+                consumer_max_attempts=1,
+            )
+            results[ahead] = await applied(
+                sessions, batches, [], ahead=ahead, handlers=handlers, settings=settings
+            )
+    (classic, classic_counts), (ahead_rows, ahead_counts) = results[False], results[True]
+    assert len(classic["inbox"]) == 399 and (poison_id,) not in classic["inbox"]
+    for table, rows in classic.items():
+        assert ahead_rows[table] == rows, table
+    assert ahead_counts == classic_counts
+    assert classic_counts["dlq", "sent"] == 1
