@@ -68,9 +68,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Any) -> Any:
         return _sqlite_utc_text if self._sqlite_text(dialect) else super().bind_processor(dialect)
 
-    def column_bind_processor(self, dialect: Any) -> Callable[[Sequence[Any]], list[Any]] | None:
+    def column_bind_processor(
+        self, dialect: Any
+    ) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
         """What makes a whole column of times the driver's at once (see `insert_many`), where
-        there is a faster way than one by one: SQLite's text."""
+        there is a faster way than one by one: SQLite's text; elsewhere (asyncpg) the column as
+        it is, once none of its times is naive."""
+        if dialect.name != "sqlite":
+            return _aware_times
         return _sqlite_utc_texts if self._sqlite_text(dialect) else None
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -92,6 +97,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             dialect.name == "sqlite"
             and getattr(impl, "_storage_format", None) == _SQLITE_DATETIME_FORMAT
         )
+
+
+def _aware_times(values: Sequence[Any]) -> Sequence[Any]:
+    """`values`, times the driver takes as they are if aware, refused if one is naive: one pass
+    over the column, with no call a time (a fact row written holds up to a dozen)."""
+    for value in values:
+        if value is not None and value.tzinfo is None:
+            _refuse_naive(value)
+    return values
 
 
 def _utc_time(value: datetime | None) -> datetime | None:
@@ -305,7 +319,7 @@ def _bind_processors(dialect: Any, table: Table, columns: tuple[str, ...]) -> li
     return [_bind_processor(dialect, table.c[name].type) for name in columns]
 
 
-_ColumnProcessor = Callable[[Sequence[Any]], list[Any]]
+_ColumnProcessor = Callable[[Sequence[Any]], Sequence[Any]]
 
 
 @functools.cache

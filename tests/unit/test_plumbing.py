@@ -173,3 +173,13 @@ def test_a_time_the_driver_reads_comes_back_aware_in_utc() -> None:
     assert ours(datetime(2026, 3, 1, 18, 30, tzinfo=timezone(timedelta(hours=9)))) == at
     assert ours(datetime(2026, 3, 1, 9, 30)) == at  # naive: in UTC
     assert ours(None) is None
+
+
+def test_a_column_of_times_goes_to_asyncpg_as_it_is_and_a_naive_one_is_refused() -> None:
+    dialect = postgresql.asyncpg.dialect()
+    column = UTCDateTime().column_bind_processor(dialect)
+    assert column is not None
+    times = [datetime(2026, 3, 1, 9, 30, tzinfo=UTC), None, datetime(2026, 3, 1, tzinfo=UTC)]
+    assert column(times) is times
+    with pytest.raises(ValueError, match="naive"):
+        column([*times, datetime(2026, 3, 1, 9, 30)])
