@@ -83,7 +83,7 @@ def fetches(count: int, size: int, partitions: int) -> list[Fetch]:
     return out
 
 
-class _Assigned:
+class Assigned:
     """A stand-in for the consumer, holding every partition."""
 
     def __init__(self, partitions: set[TopicPartition]) -> None:
@@ -107,7 +107,7 @@ async def one_round(url: str, batches: list[Fetch], apply: bool) -> Took:
         work=KPI.transaction_work,
         one_writer=KPI.one_writer,
     )
-    assigned = _Assigned({tp for batch in batches for tp, _ in batch})
+    assigned = Assigned({tp for batch in batches for tp, _ in batch})
     tune_interpreter(settings.consumer_batch_size)
     try:
         stopwatch = Stopwatch()

@@ -157,7 +157,7 @@ class _Handled:
     (the rest duplicates), their ids, the work, and what became of each event."""
 
     events: list[_Parsed]
-    ids: set[str]
+    ids: dict[str, None]  # (in the events' order)
     work: OneWriterWork
     outcomes: Counter[tuple[str, str]]
 
@@ -201,13 +201,18 @@ async def record_once(session: AsyncSession, envelope: EnvelopeAttributes) -> bo
     return await insert_if_absent(session, InboxRow, values)
 
 
-async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttributes]) -> list[bool]:
+async def record_new(
+    session: AsyncSession,
+    envelopes: Sequence[EnvelopeAttributes],
+    ids: Sequence[str] | None = None,
+) -> list[bool]:
     """Record a batch's events as handled, in one statement; per event, False if it already was
     or is repeated earlier in the batch. An event recorded meanwhile by another transaction is
-    one already handled too: the insert waits for that transaction, then leaves it out."""
+    one already handled too: the insert waits for that transaction, then leaves it out. (`ids`:
+    the events' ids, where they are made already.)"""
     handled_at = datetime.now(UTC)
     rows: dict[str, tuple[str, str, str, datetime, datetime]] = {}
-    ids = event_ids(envelopes)
+    ids = event_ids(envelopes) if ids is None else ids
     for envelope, event_id in zip(envelopes, ids, strict=True):
         if event_id not in rows:
             rows[event_id] = (event_id, envelope.type, envelope.source, envelope.time, handled_at)
@@ -476,11 +481,14 @@ class InboxConsumer:
         """A one-writer service's fetch: its events handled (on a session that only reads, the
         rows the fetch before changed taken from its work) while the fetch before writes; then,
         once that one has committed, this one's transaction begun. If that one failed (and was
-        applied again), or this one failed to be handled, this one is applied the classic way."""
+        applied again), or this one failed to be handled (or has no events), this one is
+        applied the classic way."""
         batches = [await self._sort_out(items) for _, _, items in assigned]
         events = [parsed for ready in batches for parsed in ready]
         previous, self._writing = self._writing, None
-        handled = await self._handle_ahead(events, previous.handled if previous else None)
+        handled = None
+        if events:  # (a fetch with none, as while the topics are quiet, has nothing to write)
+            handled = await self._handle_ahead(events, previous.handled if previous else None)
         if not await self._written(previous) or handled is None:
             async with self._lock:
                 await self._apply_sorted(batches)
@@ -496,20 +504,20 @@ class InboxConsumer:
         None if any failed (nothing is written either way). An event the fetch before holds, or
         one repeated earlier in this fetch, is a duplicate."""
         outcomes: Counter[tuple[str, str]] = Counter()
-        seen = previous.ids if previous is not None else set()
-        fresh, ids = [], set()
+        seen = previous.ids if previous is not None else {}
+        fresh: list[_Parsed] = []
+        ids: dict[str, None] = {}
         for parsed, event_id in zip(events, event_ids([p.envelope for p in events]), strict=True):
             if event_id in seen or event_id in ids:
                 outcomes[parsed.envelope.type, "duplicate"] += 1
             else:
                 fresh.append(parsed)
-                ids.add(event_id)
+                ids[event_id] = None
         try:
             async with self._sessions() as session, session.begin():
                 await read_only(session)
-                work = cast(
-                    OneWriterWork, cast(TransactionWorkFactory, self._work)(session, self._settings)
-                )
+                make = cast(TransactionWorkFactory, self._work)  # (given: see `__init__`)
+                work = cast(OneWriterWork, make(session, self._settings))
                 if previous is not None:
                     work.carry(previous.work)
                 await work.prepare([(p.envelope, p.data) for p in fresh])
@@ -535,7 +543,8 @@ class InboxConsumer:
         work counted it afresh) or anything failed."""
         try:
             async with self._sessions() as session, session.begin():
-                recorded = await record_new(session, [p.envelope for p in handled.events])
+                envelopes = [parsed.envelope for parsed in handled.events]
+                recorded = await record_new(session, envelopes, list(handled.ids))
                 if not all(recorded):
                     raise _RecordedAlready(recorded.count(False))
                 await handled.work.write(session)

@@ -8,7 +8,7 @@ with an event whose handler fails, whose fetch is applied the classic way too.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from baton.broker import EmbeddedBroker
-from bench.kpi_replay import fetches
+from bench.kpi_replay import Assigned, Fetch, fetches
 from services.kpi.app import SPEC as KPI
 from services.kpi.models import (
     DailyTotal,
@@ -36,18 +36,7 @@ from tests.helpers import migrated_sessions
 
 pytestmark = pytest.mark.postgres
 
-Fetch = list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]
 TABLES = (LeadFact, OpportunityFact, DailyTotal, ReasonFact, DayRevision)
-
-
-class _Assigned:
-    """A stand-in for the Kafka consumer: every partition assigned."""
-
-    def __init__(self, batches: Sequence[Fetch]) -> None:
-        self._partitions = {tp for batch in batches for tp, _ in batch}
-
-    def assignment(self) -> set[TopicPartition]:
-        return self._partitions
 
 
 def with_repeats(batches: list[Fetch]) -> list[Fetch]:
@@ -110,7 +99,7 @@ async def applied(
         retry_backoff_s=0,
     )
     assert consumer._ahead is ahead
-    assigned: Any = _Assigned(batches)
+    assigned: Any = Assigned({tp for batch in batches for tp, _ in batch})
     for batch in batches:
         await consumer._apply_fetch(assigned, await consumer._read_fetch(batch))
     await consumer._drain()
