@@ -35,7 +35,6 @@ from shared.db import (
     UTCDateTime,
     insert_if_absent,
     insert_many,
-    on_postgres,
     read_only,
 )
 from shared.events import (
@@ -264,11 +263,10 @@ class InboxConsumer:
         self._settings = settings
         self._work = work
         self._one_writer = one_writer
-        # Handled ahead on PostgreSQL only, which works in processes of its own. SQLite works on
-        # a thread of this one, which takes the GIL for every row it binds or returns: with the
-        # event loop busy handling the next fetch, the fetch writing took longer than the
-        # overlap saved (in bench.kpi_replay, 13% more time an event; PostgreSQL 12% less).
-        self._ahead = one_writer and on_postgres(sessions)
+        # On SQLite too: its connections' threads take the GIL once a statement, not once a
+        # row (`insert_many`, `select_all`), so the fetch writing is not held up row by row by
+        # the event loop handling the next one.
+        self._ahead = one_writer
         self._writing: _Writing | None = None  # (a fetch handled ahead, being written)
         self._sessions = sessions
         self._topics = topics

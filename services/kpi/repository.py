@@ -25,7 +25,7 @@ from services.kpi.models import (
     ReasonFact,
     fact_columns,
 )
-from shared.db import insert_many
+from shared.db import insert_many, select_all
 from shared.inbox import InboxRow
 
 _DAILY_TOTALS = cast(Table, DailyTotal.__table__)
@@ -59,7 +59,7 @@ async def leads(session: AsyncSession, lead_ids: Collection[str]) -> list[LeadRo
     """The facts of those of `lead_ids` that are known."""
     if not lead_ids:
         return []
-    rows = await (await session.connection()).execute(_LEADS_AMONG, {"ids": list(lead_ids)})
+    rows = await select_all(await session.connection(), _LEADS_AMONG, {"ids": list(lead_ids)})
     return [LeadRow(*row) for row in rows]
 
 
@@ -70,7 +70,7 @@ async def opportunities(
     if not opportunity_ids and not lead_ids:
         return []
     ids = {"ids": list(opportunity_ids), "lead_ids": list(lead_ids)}
-    rows = await (await session.connection()).execute(_OPPORTUNITIES_AMONG, ids)
+    rows = await select_all(await session.connection(), _OPPORTUNITIES_AMONG, ids)
     return [OpportunityRow(*row) for row in rows]
 
 

@@ -1,5 +1,6 @@
 """`insert_many` on both databases: the values as SQLAlchemy would store them, conflicts left
-out, refused or merged into the row there, the ids of the rows inserted."""
+out, refused or merged into the row there, the ids of the rows inserted; and `select_all`, the
+rows as SQLAlchemy would read them."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
+    bindparam,
     exc,
     func,
     select,
@@ -33,6 +36,7 @@ from shared.db import (
     create_engine,
     insert_many,
     on_postgres,
+    select_all,
     session_factory,
 )
 
@@ -275,3 +279,44 @@ async def test_json_documents_are_written_by_orjson_and_read_back_alike(
     same = {"2026-03-01": 2, "list": [1.5, "a", None], "7": True}
     assert read == [same, same]
     assert stored == ['{"2026-03-01":2,"list":[1.5,"a",null],"7":true}'] * 2
+
+
+async def test_select_all_reads_the_rows_sqlalchemy_reads(
+    database_url: Callable[[str], Any],
+) -> None:
+    """`select_all` (on SQLite, the rows as one JSON document) gives each row's values as
+    SQLAlchemy's own result does: times aware, JSON documents, NULLs, text with quotes and
+    backslashes, 64-bit integers; bound lists expanded; no rows, an empty list. A column that
+    JSON would not carry exactly is refused on SQLite."""
+    doc = {"2026-03-01": 2, "list": [1.5, "a", None]}
+    at = datetime(2026, 3, 1, tzinfo=JST)
+    counters = [
+        {"day": "d1", "metric": "m", "value": 2**62 + 1, "doc": doc, "at": None},
+        {"day": "d2", "metric": "m", "value": -1, "doc": [], "at": at},
+    ]
+    among = select(ITEMS).where(ITEMS.c.id.in_(bindparam("ids", expanding=True)))
+    async with bulk_tables(database_url, "bulk_select") as sessions:
+        async with sessions() as session, session.begin():
+            await insert_many(session, ITEMS, [item(1), item(2, count=None, note=None), item(3)])
+            await insert_many(session, COUNTERS, counters)
+        async with sessions() as session:
+            connection = await session.connection()
+            for statement, parameters in (
+                (among, {"ids": ["id-1", "id-2", "id-9"]}),
+                (among, {"ids": ["id-9"]}),
+                (select(COUNTERS).order_by(COUNTERS.c.day), {}),
+            ):
+                expected = [list(row) for row in await connection.execute(statement, parameters)]
+                assert await select_all(connection, statement, parameters) == expected
+            assert await select_all(connection, among, {"ids": ["id-9"]}) == []
+            two = await select_all(connection, among, {"ids": ["id-1", "id-2"]})
+            assert sorted(two) == [
+                [n["id"], n["email"], n["count"], n["at"].astimezone(UTC), n["note"]]
+                for n in (item(1), item(2, count=None, note=None))
+            ]
+            amounts = select(func.cast(COUNTERS.c.value, Numeric(30, 2)))
+            if on_postgres(sessions):
+                assert len(await select_all(connection, amounts, {})) == 2
+            else:
+                with pytest.raises(TypeError, match="exactly"):
+                    await select_all(connection, amounts, {})

@@ -1,4 +1,4 @@
-"""The KPI consumer on PostgreSQL handles a fetch while the fetch before writes (one writer: the
+"""The KPI consumer handles a fetch while the fetch before writes (one writer: the
 rows that fetch changed come from its work, not from the database, where they may not have
 committed yet). The read model it leaves is the one applying each fetch in turn leaves: with
 journeys spread over many fetches, events repeated within a fetch and in the next one, and
@@ -31,10 +31,7 @@ from shared.events import parse_event
 from shared.inbox import EventContext, Handler, InboxConsumer, InboxRow, record_new
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
-from tests.conftest import PostgresDatabases
 from tests.helpers import migrated_sessions
-
-pytestmark = pytest.mark.postgres
 
 TABLES = (LeadFact, OpportunityFact, DailyTotal, ReasonFact, DayRevision)
 
@@ -85,7 +82,7 @@ async def applied(
     type and outcome (and, as ("dlq", "sent"), those sent to the DLQ)."""
     async with sessions() as session, session.begin():
         await record_new(session, recorded)
-    settings = settings or Settings(database_url="postgresql+asyncpg://unused/unused")
+    settings = settings or Settings()
     metrics = ServiceMetrics("kpi")
     consumer = InboxConsumer(
         settings,
@@ -122,7 +119,7 @@ async def applied(
 
 
 async def test_handled_ahead_leaves_the_read_model_applying_in_turn_leaves(
-    postgres: PostgresDatabases, caplog: pytest.LogCaptureFixture
+    database_url: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     base = fetches(1_500, 40, Settings().kafka_partitions)
     batches = with_repeats(base)
@@ -136,7 +133,7 @@ async def test_handled_ahead_leaves_the_read_model_applying_in_turn_leaves(
     assert len(recorded) == 2
     results = {}
     for ahead in (False, True):
-        async with migrated_sessions(await postgres.create(), "kpi", KPI.migrations) as sessions:
+        async with migrated_sessions(await database_url("kpi"), "kpi", KPI.migrations) as sessions:
             with caplog.at_level(logging.INFO, logger="shared.inbox"):
                 results[ahead] = await applied(sessions, batches, recorded, ahead=ahead)
     (classic, classic_counts), (ahead_rows, ahead_counts) = results[False], results[True]
@@ -166,7 +163,7 @@ def failing_on(event_id: str, handler: Handler) -> Handler:
 
 
 async def test_a_fetch_whose_handling_fails_is_applied_the_classic_way(
-    postgres: PostgresDatabases, broker: EmbeddedBroker, topics: tuple[str, ...]
+    database_url: Any, broker: EmbeddedBroker, topics: tuple[str, ...]
 ) -> None:
     """An event whose handler fails: handling its fetch ahead fails, and the fetch is applied
     the classic way (its partitions', then its events one by one; the event to the DLQ). The
@@ -178,9 +175,8 @@ async def test_a_fetch_whose_handling_fails_is_applied_the_classic_way(
     handlers = {name: failing_on(poison_id, handler) for name, handler in KPI.handlers.items()}
     results = {}
     for ahead in (False, True):
-        async with migrated_sessions(await postgres.create(), "kpi", KPI.migrations) as sessions:
+        async with migrated_sessions(await database_url("kpi"), "kpi", KPI.migrations) as sessions:
             settings = Settings(
-                database_url="postgresql+asyncpg://unused/unused",
                 kafka_bootstrap=broker.bootstrap,
                 kafka_idempotence=False,  # (as every test's producer on the embedded broker)
                 consumer_max_attempts=1,
