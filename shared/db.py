@@ -435,7 +435,41 @@ async def insert_many(
         return []
     names = tuple(columns) if columns is not None else tuple(cast(Mapping[str, Any], rows[0]))
     conflict = _conflict(names, skip_conflicts_on, update_conflicts_on, adding)
-    by_column = _by_column(names, rows, by_name=columns is None)
+    inserted, _ = await _insert(session, table, names, rows, columns is None, conflict, returning)
+    return inserted
+
+
+async def insert_new(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Sequence[Any]],
+    *,
+    columns: Sequence[str],
+) -> int:
+    """Insert `rows` (each the values of `columns`, in that order), leaving out those that
+    conflict with a row there, as `insert_many` does; how many went in. Where that count is all
+    a caller needs, it spares the rows RETURNING would send back: on SQLite the driver steps
+    through them one by one (see `select_all`)."""
+    if not rows:
+        return 0
+    names = tuple(columns)
+    conflict = _conflict(names, (), None, ())
+    _, count = await _insert(session, table, names, rows, False, conflict, None)
+    return count
+
+
+async def _insert(
+    session: AsyncSession,
+    table: Table,
+    names: tuple[str, ...],
+    rows: Sequence[Any],
+    by_name: bool,
+    conflict: _Conflict | None,
+    returning: str | None,
+) -> tuple[list[Any], int]:
+    """`insert_many`'s statements: the `returning` column of the rows inserted, and their
+    count."""
+    by_column = _by_column(names, rows, by_name=by_name)
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
         return await _insert_sqlite(session, table, names, by_column, conflict, returning)
@@ -444,7 +478,10 @@ async def insert_many(
     for (name, process), values in zip(processors.items(), by_column, strict=True):
         arrays[name] = values if process is None else process(values)
     result = await session.execute(statement, arrays)
-    return list(result.scalars()) if returning is not None else []
+    if returning is None:
+        return [], result.rowcount  # type: ignore[attr-defined]
+    inserted = list(result.scalars())
+    return inserted, len(inserted)
 
 
 def _by_column(
@@ -495,11 +532,12 @@ async def _insert_sqlite(
     by_column: list[Sequence[Any]],
     conflict: _Conflict | None,
     returning: str | None,
-) -> list[Any]:
+) -> tuple[list[Any], int]:
     connection = await session.connection()
     head, one, tail = _values_insert(connection.dialect, table, columns, conflict, returning)
     values = _driver_columns(connection.dialect, table, columns, by_column)
     inserted: list[Any] = []
+    changed = 0
     per_statement = SQLITE_MAX_PARAMETERS // len(columns)
     for start in range(0, len(values[0]), per_statement):
         part = [column[start : start + per_statement] for column in values]
@@ -509,7 +547,8 @@ async def _insert_sqlite(
         result = await connection.exec_driver_sql(statement, flat)
         if returning is not None:
             inserted += result.scalars()
-    return inserted
+        changed += result.rowcount
+    return inserted, len(inserted) if returning is not None else changed
 
 
 @functools.cache

@@ -35,6 +35,7 @@ from shared.db import (
     UTCDateTime,
     insert_if_absent,
     insert_many,
+    insert_new,
     read_only,
 )
 from shared.events import (
@@ -200,18 +201,13 @@ async def record_once(session: AsyncSession, envelope: EnvelopeAttributes) -> bo
     return await insert_if_absent(session, InboxRow, values)
 
 
-async def record_new(
-    session: AsyncSession,
-    envelopes: Sequence[EnvelopeAttributes],
-    ids: Sequence[str] | None = None,
-) -> list[bool]:
+async def record_new(session: AsyncSession, envelopes: Sequence[EnvelopeAttributes]) -> list[bool]:
     """Record a batch's events as handled, in one statement; per event, False if it already was
     or is repeated earlier in the batch. An event recorded meanwhile by another transaction is
-    one already handled too: the insert waits for that transaction, then leaves it out. (`ids`:
-    the events' ids, where they are made already.)"""
+    one already handled too: the insert waits for that transaction, then leaves it out."""
     handled_at = datetime.now(UTC)
     rows: dict[str, tuple[str, str, str, datetime, datetime]] = {}
-    ids = event_ids(envelopes) if ids is None else ids
+    ids = event_ids(envelopes)
     for envelope, event_id in zip(envelopes, ids, strict=True):
         if event_id not in rows:
             rows[event_id] = (event_id, envelope.type, envelope.source, envelope.time, handled_at)
@@ -230,6 +226,19 @@ async def record_new(
         new.append(event_id in inserted)
         inserted.discard(event_id)  # a repeat later in the batch is not new
     return new
+
+
+async def record_all(
+    session: AsyncSession, envelopes: Sequence[EnvelopeAttributes], ids: Sequence[str]
+) -> int:
+    """Record events as handled (`ids`, their ids, each once), in one statement; how many of
+    them were recorded already (left out)."""
+    handled_at = datetime.now(UTC)
+    rows = [
+        (event_id, envelope.type, envelope.source, envelope.time, handled_at)
+        for envelope, event_id in zip(envelopes, ids, strict=True)
+    ]
+    return len(rows) - await insert_new(session, _INBOX, rows, columns=_INBOX_COLUMNS)
 
 
 class _RecordedAlready(Exception):
@@ -542,9 +551,8 @@ class InboxConsumer:
         try:
             async with self._sessions() as session, session.begin():
                 envelopes = [parsed.envelope for parsed in handled.events]
-                recorded = await record_new(session, envelopes, list(handled.ids))
-                if not all(recorded):
-                    raise _RecordedAlready(recorded.count(False))
+                if already := await record_all(session, envelopes, list(handled.ids)):
+                    raise _RecordedAlready(already)
                 await handled.work.write(session)
         except Exception as exc:
             log.info("a fetch handled ahead was not written", extra={"error": repr(exc)})
