@@ -25,8 +25,8 @@ Two uses:
 The consumer is driven through its fetch handlers (`InboxConsumer._read_fetch`, then
 `_apply_fetch`, and at the end `_drain` for the last fetch's transaction), the steps after
 `getmany`; the partitions are the assignment of a stand-in for the consumer. (The service reads
-the next fetch while it applies one; here each is read, then applied. On PostgreSQL a fetch is
-handled while the one before writes, here as in the service.)
+the next fetch while it applies one; here each is read, then applied. A fetch is handled while
+the one before writes, here as in the service.)
 """
 
 from __future__ import annotations

@@ -249,9 +249,10 @@ class InboxConsumer:
     """Consumes `topics` in the service's group and dispatches by event type to `handlers`.
 
     With `one_writer` (the service runs one replica, and its handlers change nothing but
-    through its transaction work, a `OneWriterWork`), on PostgreSQL, a fetch's events are
-    handled while the fetch before writes and commits: the event loop's work on one fetch and
-    the database's on the other overlap."""
+    through its transaction work, a `OneWriterWork`), a fetch's events are handled while the
+    fetch before writes and commits: the event loop's work on one fetch and the database's on
+    the other overlap (PostgreSQL's server process; SQLite's connection thread, which takes the
+    GIL once a statement)."""
 
     def __init__(
         self,
