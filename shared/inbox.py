@@ -272,10 +272,10 @@ class InboxConsumer:
             raise ValueError("a one-writer consumer writes through its transaction work")
         self._settings = settings
         self._work = work
-        self._one_writer = one_writer
-        # On SQLite too: its connections' threads take the GIL once a statement, not once a
-        # row (`insert_many`, `select_all`), so the fetch writing is not held up row by row by
-        # the event loop handling the next one.
+        # A one-writer consumer handles each fetch while the one before writes; on SQLite too:
+        # its connections' threads take the GIL once a statement, not once a row
+        # (`insert_many`, `select_all`), so the fetch writing is not held up row by row by the
+        # event loop handling the next one.
         self._ahead = one_writer
         self._writing: _Writing | None = None  # (a fetch handled ahead, being written)
         self._sessions = sessions
@@ -304,7 +304,7 @@ class InboxConsumer:
             self._outbox,
             self._metrics,
             work=self._work,
-            one_writer=self._one_writer,
+            one_writer=self._ahead,
             group_id=group_id,
             retry_backoff_s=self._retry_backoff_s,
         )
