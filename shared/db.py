@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Date,
     DateTime,
@@ -425,11 +424,13 @@ async def insert_many(
     SQLAlchemy's executemany would process each row's parameters one by one, which costs more
     than the insert. So each column's values are made what the driver takes in one pass over the
     column (once for a run of the same object, such as the time they were all made), and:
-    on PostgreSQL they go as one array per column through `unnest` (asyncpg encodes an array at a
-    fraction of the cost of as many rows of parameters); on SQLite as multi-row `VALUES`
-    statements, as many rows each as SQLite's parameters allow. Not the driver's executemany:
-    it steps the statement once a row, and the sqlite3 module takes the GIL back after each
-    step, a switch interval's wait a row while the event loop is busy (see `select_all`).
+    on PostgreSQL the rows go as one JSON document, which orjson writes (`_json_insert`: for a
+    row of the KPI service's facts, 0.8 µs of the event loop's time and 9 in all, against 7.6
+    and 13 with an array per column through `unnest`, which asyncpg encodes); on SQLite as
+    multi-row `VALUES` statements, as many rows each as SQLite's parameters allow. Not the
+    driver's executemany: it steps the statement once a row, and the sqlite3 module takes the
+    GIL back after each step, a switch interval's wait a row while the event loop is busy (see
+    `select_all`).
     """
     if not rows:
         return []
@@ -469,15 +470,15 @@ async def _insert(
 ) -> tuple[list[Any], int]:
     """`insert_many`'s statements: the `returning` column of the rows inserted, and their
     count."""
-    by_column = _by_column(names, rows, by_name=by_name)
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
+        by_column = _by_column(names, rows, by_name=by_name)
         return await _insert_sqlite(session, table, names, by_column, conflict, returning)
-    statement, processors = _unnest_insert(dialect, table, names, conflict, returning)
-    arrays = {}
-    for (name, process), values in zip(processors.items(), by_column, strict=True):
-        arrays[name] = values if process is None else process(values)
-    result = await session.execute(statement, arrays)
+    statement = _json_insert(dialect, table, names, conflict, returning)
+    if by_name or any(_column_processors(dialect, table, names)):
+        by_column = _driver_columns(dialect, table, names, _by_column(names, rows, by_name=by_name))
+        rows = list(zip(*by_column, strict=True))
+    result = await session.execute(statement, {"rows": orjson.dumps(rows).decode()})
     if returning is None:
         return [], result.rowcount  # type: ignore[attr-defined]
     inserted = list(result.scalars())
@@ -606,27 +607,30 @@ _NOTHING = object()
 
 
 @functools.cache
-def _unnest_insert(
+def _json_insert(
     dialect: Any,
     table: Table,
     columns: tuple[str, ...],
     conflict: _Conflict | None,
     returning: str | None,
-) -> tuple[Any, dict[str, Any]]:
-    """`INSERT .. SELECT * FROM unnest(an array per column)` on PostgreSQL, and the processor of
-    each column whose type has one in Python (a TypeDecorator's; JSON's, which makes the
-    document text), over the column's values (`_over_column`), else None."""
-    casts, processors = [], {}
-    for name in columns:
+) -> Any:
+    """On PostgreSQL, `INSERT .. SELECT` each row of one JSON array of rows (each an array of
+    `columns`' values, the driver's; the parameter `rows`), each value cast from its text to
+    its column's type. Columns whose values JSON would not carry exactly (bytes, numbers that
+    are not integers) are refused."""
+    values = []
+    for index, name in enumerate(columns):
         column_type = table.c[name].type
-        casts.append(f"CAST(:{name} AS {column_type.compile(dialect=dialect)}[])")
-        in_python = isinstance(column_type, TypeDecorator | JSON)
-        process = column_type.dialect_impl(dialect).bind_processor(dialect) if in_python else None
-        processors[name] = _over_column(dialect, column_type, process)
+        if isinstance(getattr(column_type, "impl_instance", column_type), Numeric | LargeBinary):
+            raise TypeError(f"{table.name}.{name}: its values would not go exactly as JSON")
+        values.append(f"CAST(row_ ->> {index} AS {column_type.compile(dialect=dialect)})")
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
-    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({', '.join(casts)})"
-    return text(sql + _insert_tail(quote, table, conflict, returning)), processors
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(values)}"
+        " FROM jsonb_array_elements(CAST(CAST(:rows AS TEXT) AS JSONB)) AS row_"
+    )
+    return text(sql + _insert_tail(quote, table, conflict, returning))
 
 
 async def select_all(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -83,7 +84,7 @@ def item(n: int, email: str | None = None, **values: Any) -> dict[str, Any]:
         "email": email or f"e{n}@x.jp",
         "count": n,
         "at": datetime(2026, 3, 1, 9, 0, n, tzinfo=JST),
-        "note": f"note {n} '\"\\",
+        "note": f"note {n} '\"\\ ü 🎉\n\t\x01",  # (PostgreSQL's go as JSON text)
     }
     return {**row, **values}
 
@@ -342,3 +343,24 @@ async def test_insert_new_leaves_out_the_rows_there_and_counts_the_rest(
         async with sessions() as session:
             stored = await session.scalar(select(func.count()).select_from(ITEMS))
         assert stored == count
+
+
+async def test_columns_json_would_not_carry_exactly_are_refused_on_postgresql(
+    database_url: Callable[[str], Any],
+) -> None:
+    """On PostgreSQL the rows go as one JSON document: a column whose values it would not carry
+    exactly (a decimal, bytes) is refused before anything is sent. SQLite binds them."""
+    amounts = Table("bulk_amounts", MetaData(), Column("amount", Numeric(30, 2)))
+    async with (
+        bulk_tables(database_url, "bulk_refused") as sessions,
+        sessions() as session,
+        session.begin(),
+    ):
+        await session.run_sync(lambda sync: amounts.create(sync.connection()))
+        rows = [(Decimal("0.10"),)]
+        if on_postgres(sessions):
+            with pytest.raises(TypeError, match=r"bulk_amounts\.amount"):
+                await insert_many(session, amounts, rows, columns=["amount"])
+        else:
+            await insert_many(session, amounts, rows, columns=["amount"])
+            assert await session.scalar(select(amounts.c.amount)) == Decimal("0.10")
