@@ -425,8 +425,8 @@ async def insert_many(
     than the insert. So each column's values are made what the driver takes in one pass over the
     column (once for a run of the same object, such as the time they were all made), and:
     on PostgreSQL the rows go as one JSON document, which orjson writes (`_json_insert`: for a
-    row of the KPI service's facts, 0.8 µs of the event loop's time and 9 in all, against 7.6
-    and 13 with an array per column through `unnest`, which asyncpg encodes); on SQLite as
+    row of the KPI service's facts, 0.8 µs of the event loop's time and 9 of wall time, against
+    7.6 and 13 with an array per column through `unnest`, which asyncpg encodes); on SQLite as
     multi-row `VALUES` statements, as many rows each as SQLite's parameters allow. Not the
     driver's executemany: it steps the statement once a row, and the sqlite3 module takes the
     GIL back after each step, a switch interval's wait a row while the event loop is busy (see

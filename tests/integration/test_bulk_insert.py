@@ -84,7 +84,7 @@ def item(n: int, email: str | None = None, **values: Any) -> dict[str, Any]:
         "email": email or f"e{n}@x.jp",
         "count": n,
         "at": datetime(2026, 3, 1, 9, 0, n, tzinfo=JST),
-        "note": f"note {n} '\"\\ ü 🎉\n\t\x01",  # (PostgreSQL's go as JSON text)
+        "note": f"note {n} '\"\\ ü 🎉\n\t\x01",  # (on PostgreSQL, inside JSON text)
     }
     return {**row, **values}
 
