@@ -621,7 +621,7 @@ def _json_insert(
     values = []
     for index, name in enumerate(columns):
         column_type = table.c[name].type
-        if isinstance(getattr(column_type, "impl_instance", column_type), Numeric | LargeBinary):
+        if not _exact_in_json(column_type):
             raise TypeError(f"{table.name}.{name}: its values would not go exactly as JSON")
         values.append(f"CAST(row_ ->> {index} AS {column_type.compile(dialect=dialect)})")
     quote = dialect.identifier_preparer.quote
@@ -631,6 +631,12 @@ def _json_insert(
         " FROM jsonb_array_elements(CAST(CAST(:rows AS TEXT) AS JSONB)) AS row_"
     )
     return text(sql + _insert_tail(quote, table, conflict, returning))
+
+
+def _exact_in_json(column_type: Any) -> bool:
+    """Whether JSON carries a column's values exactly (not bytes, nor numbers that are not
+    integers), for the statements that send or read rows as one JSON document."""
+    return not isinstance(getattr(column_type, "impl_instance", column_type), Numeric | LargeBinary)
 
 
 async def select_all(
@@ -666,7 +672,7 @@ def _as_one_document(dialect: Any, statement: Select[Any]) -> tuple[Select[Any],
     processor."""
     columns = list(statement.selected_columns)
     for column in columns:
-        if isinstance(getattr(column.type, "impl_instance", column.type), Numeric | LargeBinary):
+        if not _exact_in_json(column.type):
             raise TypeError(f"{column}: its values would not come back exactly as JSON")
     rows = statement.subquery()
     document = select(func.json_group_array(func.json_array(*rows.c)))
