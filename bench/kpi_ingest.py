@@ -129,12 +129,27 @@ REASONS = ("no budget this year", "timing", "student", "competitor chosen", "pri
 H, D = timedelta(hours=1), timedelta(days=1)
 
 
+def made_at(rng: random.Random, when: datetime) -> uuid.UUID:
+    """An id as a service makes it (`shared.ids`: a UUIDv7) at `when`, its random bits `rng`'s.
+
+    A service makes an event's id when it emits the event, and a lead's (an opportunity's, an
+    account's) when it takes it in: in production the KPI service reads ids about in the order
+    they were made, and its inbox's and facts' keys grow at their ends. Ids made while the
+    funnel is generated, its events then sorted by their times, would reach it in a random
+    order no service emits."""
+    millis = int(when.timestamp() * 1000)
+    return uuid.UUID(
+        int=millis << 80 | 0x7 << 76 | rng.getrandbits(12) << 64 | 0b10 << 62 | rng.getrandbits(62)
+    )
+
+
 def journey(rng: random.Random, start: datetime, campaigns: list[uuid.UUID]) -> list[Envelope]:
-    """One lead's events through the departments, each at its business time."""
-    lead, source = uuid.uuid4(), rng.choice(SOURCES)
+    """One lead's events through the departments, each at its business time (and its ids made
+    then: `made_at`)."""
+    lead, source = made_at(rng, start), rng.choice(SOURCES)
     campaign = rng.choice(campaigns) if rng.random() < 0.6 else None
     person = {"email": f"{lead.hex[:12]}@example.jp", "name": "Lead", "company": "Bench KK"}
-    rep, owner = uuid.uuid4(), uuid.uuid4()
+    rep, owner = made_at(rng, start), made_at(rng, start)
     t = start
     script: list[tuple[EventData, datetime]] = [
         (LeadCaptured(lead_id=lead, source=source, campaign_id=campaign, **person), t)
@@ -178,7 +193,7 @@ def journey(rng: random.Random, start: datetime, campaigns: list[uuid.UUID]) -> 
         else:
             script += opportunity(rng, lead, rep, owner, t)
     return [
-        new_event(data, time=when, correlation_id=str(lead))
+        new_event(data, time=when, correlation_id=str(lead), event_id=made_at(rng, when))
         for data, when in script
         if when <= datetime.now(UTC)
     ]
@@ -188,7 +203,7 @@ def opportunity(
     rng: random.Random, lead: uuid.UUID, rep: uuid.UUID, owner: uuid.UUID, t: datetime
 ) -> list[tuple[EventData, datetime]]:
     """An SQL's events: created, accepted (perhaps neglected first), won or lost, and after."""
-    opp, amount = uuid.uuid4(), rng.randrange(10, 500) * 100_000
+    opp, amount = made_at(rng, t), rng.randrange(10, 500) * 100_000
     contact = Contact(name="Lead", email="lead@example.jp")
     created = OpportunityCreated(
         opportunity_id=opp,
@@ -209,7 +224,7 @@ def opportunity(
     t += rng.randint(5, 40) * D
     if rng.random() < 0.55:
         return [*script, (DealLost(opportunity_id=opp, lead_id=lead, reason="price"), t)]
-    mrr, account = amount // 12, uuid.uuid4()
+    mrr, account = amount // 12, made_at(rng, t)
     won = DealWon(
         opportunity_id=opp,
         lead_id=lead,
@@ -251,7 +266,7 @@ def opportunity(
 def funnel(count: int, seed: int = 2026) -> list[Envelope]:
     """`count` events of leads captured over the last 180 days (and campaign costs), by time."""
     rng, now = random.Random(seed), datetime.now(UTC)
-    campaigns = [uuid.uuid4() for _ in range(20)]
+    campaigns = [made_at(rng, now - timedelta(days=181)) for _ in range(20)]
     events: list[Envelope] = []
     while len(events) < count:
         start = now - timedelta(seconds=rng.randrange(180 * 86_400))
@@ -266,7 +281,7 @@ def funnel(count: int, seed: int = 2026) -> list[Envelope]:
                 period_start=day,
                 period_end=min(day + timedelta(days=6), date.today()),
             )
-            events.append(new_event(cost, time=start))
+            events.append(new_event(cost, time=start, event_id=made_at(rng, start)))
     return sorted(events[:count], key=lambda e: e.time)
 
 
