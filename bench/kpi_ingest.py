@@ -389,7 +389,6 @@ class FloorStore:
     `lead_facts` (its earliest event's time; the service's columns and indexes), and a count per
     day and event type added in a copy of `daily_totals`."""
 
-    INBOX = "floor_inbox"
     INBOX_COLUMNS = "(event_id, event_type, source, occurred_at, handled_at)"
     FACTS = "floor_lead_facts"
     TOTALS = "floor_daily_totals"
@@ -398,12 +397,14 @@ class FloorStore:
         self.postgres = url.startswith("postgresql")
         self.url = url
         self.applying = applying
+        # (each floor an inbox of its own: the other's, in the round's database, holds every id)
+        self.inbox = "applying_floor_inbox" if applying else "floor_inbox"
         self._pg: asyncpg.Connection | None = None
         self._sqlite: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         create = (
-            f"CREATE TABLE IF NOT EXISTS {self.INBOX} (event_id varchar(36) PRIMARY KEY, "
+            f"CREATE TABLE {self.inbox} (event_id varchar(36) PRIMARY KEY, "
             "event_type varchar(100), source varchar(100), occurred_at text, handled_at text)"
         )
         if self.applying:  # (the KPI service's tables are there: the round migrated them)
@@ -425,7 +426,7 @@ class FloorStore:
         stays) and `totals` (per day and event type) added."""
         if self._pg is not None:
             statement = (
-                f"INSERT INTO {self.INBOX} {self.INBOX_COLUMNS} VALUES ($1, $2, $3, $4, $5) "
+                f"INSERT INTO {self.inbox} {self.INBOX_COLUMNS} VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT DO NOTHING"
             )
             async with self._pg.transaction():
@@ -434,7 +435,7 @@ class FloorStore:
                     await self._apply_on_postgres(self._pg, facts, totals)
         elif self._sqlite is not None:
             statement = (
-                f"INSERT OR IGNORE INTO {self.INBOX} {self.INBOX_COLUMNS} VALUES (?, ?, ?, ?, ?)"
+                f"INSERT OR IGNORE INTO {self.inbox} {self.INBOX_COLUMNS} VALUES (?, ?, ?, ?, ?)"
             )
             self._sqlite.execute("BEGIN IMMEDIATE")
             self._sqlite.executemany(statement, rows)
