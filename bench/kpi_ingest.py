@@ -423,20 +423,17 @@ class FloorStore:
         totals: Counter[tuple[date, str]],
     ) -> None:
         """The inbox's `rows`; if applying, each lead of `facts` at its time (the earliest
-        stays) and `totals` (per day and event type) added."""
+        stays) and `totals` (per day and event type) added. (An event recorded already would
+        fail the transaction, as it fails the service's when it has handled a fetch ahead; the
+        topics hold none.)"""
         if self._pg is not None:
-            statement = (
-                f"INSERT INTO {self.inbox} {self.INBOX_COLUMNS} VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT DO NOTHING"
-            )
+            statement = f"INSERT INTO {self.inbox} {self.INBOX_COLUMNS} VALUES ($1, $2, $3, $4, $5)"
             async with self._pg.transaction():
                 await self._pg.executemany(statement, rows)
                 if self.applying:
                     await self._apply_on_postgres(self._pg, facts, totals)
         elif self._sqlite is not None:
-            statement = (
-                f"INSERT OR IGNORE INTO {self.inbox} {self.INBOX_COLUMNS} VALUES (?, ?, ?, ?, ?)"
-            )
+            statement = f"INSERT INTO {self.inbox} {self.INBOX_COLUMNS} VALUES (?, ?, ?, ?, ?)"
             self._sqlite.execute("BEGIN IMMEDIATE")
             self._sqlite.executemany(statement, rows)
             if self.applying:

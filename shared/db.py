@@ -436,27 +436,7 @@ async def insert_many(
         return []
     names = tuple(columns) if columns is not None else tuple(cast(Mapping[str, Any], rows[0]))
     conflict = _conflict(names, skip_conflicts_on, update_conflicts_on, adding)
-    inserted, _ = await _insert(session, table, names, rows, columns is None, conflict, returning)
-    return inserted
-
-
-async def insert_new(
-    session: AsyncSession,
-    table: Table,
-    rows: Sequence[Sequence[Any]],
-    *,
-    columns: Sequence[str],
-) -> int:
-    """Insert `rows` (each the values of `columns`, in that order), leaving out those that
-    conflict with a row there, as `insert_many` does; how many went in. Where that count is all
-    a caller needs, it spares the rows RETURNING would send back: on SQLite the driver steps
-    through them one by one (see `select_all`)."""
-    if not rows:
-        return 0
-    names = tuple(columns)
-    conflict = _conflict(names, (), None, ())
-    _, count = await _insert(session, table, names, rows, False, conflict, None)
-    return count
+    return await _insert(session, table, names, rows, columns is None, conflict, returning)
 
 
 async def _insert(
@@ -467,9 +447,8 @@ async def _insert(
     by_name: bool,
     conflict: _Conflict | None,
     returning: str | None,
-) -> tuple[list[Any], int]:
-    """`insert_many`'s statements: the `returning` column of the rows inserted, and their
-    count."""
+) -> list[Any]:
+    """`insert_many`'s statements: the `returning` column of the rows inserted."""
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
         by_column = _by_column(names, rows, by_name=by_name)
@@ -479,10 +458,7 @@ async def _insert(
         by_column = _driver_columns(dialect, table, names, _by_column(names, rows, by_name=by_name))
         rows = list(zip(*by_column, strict=True))
     result = await session.execute(statement, {"rows": orjson.dumps(rows).decode()})
-    if returning is None:
-        return [], result.rowcount  # type: ignore[attr-defined]
-    inserted = list(result.scalars())
-    return inserted, len(inserted)
+    return [] if returning is None else list(result.scalars())
 
 
 def _by_column(
@@ -533,12 +509,11 @@ async def _insert_sqlite(
     by_column: list[Sequence[Any]],
     conflict: _Conflict | None,
     returning: str | None,
-) -> tuple[list[Any], int]:
+) -> list[Any]:
     connection = await session.connection()
     head, one, tail = _values_insert(connection.dialect, table, columns, conflict, returning)
     values = _driver_columns(connection.dialect, table, columns, by_column)
     inserted: list[Any] = []
-    changed = 0
     per_statement = SQLITE_MAX_PARAMETERS // len(columns)
     for start in range(0, len(values[0]), per_statement):
         part = [column[start : start + per_statement] for column in values]
@@ -548,8 +523,7 @@ async def _insert_sqlite(
         result = await connection.exec_driver_sql(statement, flat)
         if returning is not None:
             inserted += result.scalars()
-        changed += result.rowcount
-    return inserted, len(inserted) if returning is not None else changed
+    return inserted
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """`insert_many` on both databases: the values as SQLAlchemy would store them, conflicts left
-out, refused or merged into the row there, the ids of the rows inserted (`insert_new`: their
-count); and `select_all`, the rows as SQLAlchemy would read them."""
+out, refused or merged into the row there, the ids of the rows inserted; and `select_all`, the
+rows as SQLAlchemy would read them."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ from shared.db import (
     UTCDateTime,
     create_engine,
     insert_many,
-    insert_new,
     on_postgres,
     select_all,
     session_factory,
@@ -322,27 +321,6 @@ async def test_select_all_reads_the_rows_sqlalchemy_reads(
             else:
                 with pytest.raises(TypeError, match="exactly"):
                     await select_all(connection, amounts, {})
-
-
-async def test_insert_new_leaves_out_the_rows_there_and_counts_the_rest(
-    database_url: Callable[[str], Any],
-) -> None:
-    """`insert_new` leaves out a row that conflicts with one there (on any unique column) and
-    gives the count of those that went in, over as many statements as SQLite needs."""
-    columns = tuple(item(1))
-    count = SQLITE_MAX_PARAMETERS // len(columns) + 10  # two statements
-    at = datetime(2026, 3, 1, tzinfo=UTC)
-    rows = [(f"id-{n}", f"e{n}@x.jp", n, at, None) for n in range(count)]
-    async with bulk_tables(database_url, "bulk_new") as sessions:
-        async with sessions() as session, session.begin():
-            assert await insert_new(session, ITEMS, rows[:5], columns=columns) == 5
-            assert await insert_new(session, ITEMS, [], columns=columns) == 0
-        again = [*rows, ("id-again", "e1@x.jp", 0, at, None)]  # 1's email again
-        async with sessions() as session, session.begin():
-            assert await insert_new(session, ITEMS, again, columns=columns) == count - 5
-        async with sessions() as session:
-            stored = await session.scalar(select(func.count()).select_from(ITEMS))
-        assert stored == count
 
 
 async def test_columns_json_would_not_carry_exactly_are_refused_on_postgresql(

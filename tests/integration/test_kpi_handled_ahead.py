@@ -148,7 +148,8 @@ async def test_handled_ahead_leaves_the_read_model_applying_in_turn_leaves(
     redone = [
         r for r in caplog.records if r.getMessage() == "a fetch handled ahead was not written"
     ]
-    assert [getattr(r, "error", None) for r in redone] == ["_RecordedAlready(2)"]
+    expected = "_RecordedAlready('an event of the transaction was recorded already')"
+    assert [getattr(r, "error", None) for r in redone] == [expected]
 
 
 def failing_on(event_id: str, handler: Handler) -> Handler:
