@@ -25,7 +25,7 @@ from shared.bus import broker_reachable
 from shared.db import create_engine, session_factory
 from shared.http import required_scope
 from shared.idempotency import IdempotencyMiddleware, sweep_expired
-from shared.inbox import Handler, InboxConsumer, TransactionWorkFactory
+from shared.inbox import Handler, InboxConsumer, Selective, TransactionWorkFactory
 from shared.metrics import ServiceMetrics
 from shared.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from shared.migrations import upgrade
@@ -52,7 +52,7 @@ class ServiceSpec:
     # Routes outside /v1 that need no token (pages whose data the browser fetches from /v1).
     pages: Sequence[APIRouter] = ()
     consumes: tuple[str, ...] = ()
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    handlers: Mapping[str, Handler | Selective] = field(default_factory=dict)
     # Work the handlers share in each inbox transaction, done once for all its events.
     transaction_work: TransactionWorkFactory | None = None
     # The service runs one replica, and its handlers change nothing but through its

@@ -121,6 +121,17 @@ class EventContext:
 Handler = Callable[[EventContext, Any], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Selective:
+    """A handler of the events of its type that `wants` (given the event's data) says move the
+    service. The others are ignored as an event of a type the service has no handler for is:
+    counted as ignored, recorded nowhere, in no transaction. Only for events that would change
+    nothing: a second delivery of one has no effect to repeat, so there is nothing to record."""
+
+    handle: Handler
+    wants: Callable[[Any], bool]
+
+
 # What a message read turned out to be (one of these three per message; not frozen: a frozen
 # dataclass takes three times as long to make).
 @dataclass(slots=True)
@@ -266,7 +277,7 @@ class InboxConsumer:
         settings: ServiceSettings,
         sessions: async_sessionmaker[AsyncSession],
         topics: tuple[str, ...],
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | Selective],
         outbox: Outbox,
         metrics: ServiceMetrics | None = None,
         *,
@@ -287,7 +298,16 @@ class InboxConsumer:
         self._writing: _Writing | None = None  # (a fetch handled ahead, being written)
         self._sessions = sessions
         self._topics = topics
-        self._handlers = dict(handlers)
+        self._declared = dict(handlers)
+        self._handlers = {
+            event_type: handler.handle if isinstance(handler, Selective) else handler
+            for event_type, handler in handlers.items()
+        }
+        self._wants = {
+            event_type: handler.wants
+            for event_type, handler in handlers.items()
+            if isinstance(handler, Selective)
+        }
         self._outbox = outbox
         self._metrics = metrics
         self._group_id = group_id or settings.group_id
@@ -307,7 +327,7 @@ class InboxConsumer:
             self._settings,
             self._sessions,
             self._topics,
-            self._handlers,
+            self._declared,
             self._outbox,
             self._metrics,
             work=self._work,
@@ -620,22 +640,28 @@ class InboxConsumer:
     def _read_one(self, message: ConsumerRecord[bytes, bytes]) -> _Read:
         raw = message.value or b""
         if (event := parse_event(raw)) is not None:  # most are: read in one validation
-            envelope, data = event
-            handler = self._handlers.get(envelope.type)
-            if handler is None:
-                return _Ignored(envelope.type)
-            return _Parsed(message, envelope, handler, data)
+            return self._to_handle(message, *event)
         try:  # (read again, in two steps, to say what is wrong)
             envelope = parse_envelope(raw)
         except EventParseError as exc:
             return _Unreadable(message, f"unparseable event: {exc}")
-        handler = self._handlers.get(envelope.type)
-        if handler is None:
+        if envelope.type not in self._handlers:
             return _Ignored(envelope.type)
         try:
             data = decode(envelope)
         except EventParseError as exc:
             return _Unreadable(message, f"invalid event data: {exc}")
+        return self._to_handle(message, envelope, data)
+
+    def _to_handle(
+        self, message: ConsumerRecord[bytes, bytes], envelope: EnvelopeAttributes, data: EventData
+    ) -> _Parsed | _Ignored:
+        """A valid event, to handle; or to ignore, if no handler wants it."""
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            return _Ignored(envelope.type)
+        if (wants := self._wants.get(envelope.type)) is not None and not wants(data):
+            return _Ignored(envelope.type)
         return _Parsed(message, envelope, handler, data)
 
     async def _apply_together(self, ready: list[_Parsed]) -> bool:

@@ -37,7 +37,7 @@ from shared.events import (
     OpportunityNeglected,
     UpsellWon,
 )
-from shared.inbox import EventContext, Handler
+from shared.inbox import EventContext, Handler, Selective
 
 E = TypeVar("E", bound=EventData)
 KpiHandler = Callable[[ReadModel, EventContext, Any], Awaitable[None]]
@@ -65,8 +65,14 @@ async def lead_captured(model: ReadModel, ctx: EventContext, e: LeadCaptured) ->
     await model.change_lead(e.lead_id, change)
 
 
+def downloads(e: LeadEngaged) -> bool:
+    """Of a lead's engagements, the content downloads alone move a KPI (downloads a day); the
+    others (page views, clicks, ...) are not handled: ignored."""
+    return e.activity == "content_download"
+
+
 async def lead_engaged(model: ReadModel, ctx: EventContext, e: LeadEngaged) -> None:
-    if e.activity != "content_download":
+    if not downloads(e):
         return
     day = local_day(ctx.envelope.time, model.rules.tz).isoformat()
 
@@ -234,5 +240,10 @@ _HANDLERS: dict[type[EventData], KpiHandler] = {
     ContractRenewed: contract_renewed,
     CustomerChurned: customer_churned,
 }
+# Of these types, the events that move a KPI (the others change nothing: ignored).
+_WANTS: dict[type[EventData], Callable[[Any], bool]] = {LeadEngaged: downloads}
 # Events that move no KPI (stage changes, health scores, feedback) are not handled: ignored.
-HANDLERS: dict[str, Handler] = {model.event_type(): _bind(h) for model, h in _HANDLERS.items()}
+HANDLERS: dict[str, Handler | Selective] = {
+    model.event_type(): Selective(_bind(h), wants) if (wants := _WANTS.get(model)) else _bind(h)
+    for model, h in _HANDLERS.items()
+}

@@ -33,7 +33,7 @@ from shared.events import (
     LeadQualified,
     new_event,
 )
-from shared.inbox import EventContext, InboxConsumer, InboxRow
+from shared.inbox import EventContext, InboxConsumer, InboxRow, Selective
 from shared.metrics import ServiceMetrics
 from shared.outbox import Outbox
 from shared.runtime import Runtime
@@ -367,6 +367,57 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     sample = metrics.registry.get_sample_value
     assert sample(handled, {"type": "baton.LeadQualified.v1", "outcome": "duplicate"}) == 1
     assert sample(handled, {"type": "baton.LeadEngaged.v1", "outcome": "ignored"}) == 1
+
+
+def scored_80_or_more(event: LeadQualified) -> bool:
+    return event.score >= 80
+
+
+async def test_an_event_its_handler_does_not_want_is_ignored_and_recorded_nowhere(
+    own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
+) -> None:
+    """A `Selective` handler: the events of its type that it does not want are counted as
+    ignored and recorded in no inbox, and the consumer moves on past them; those it wants are
+    applied."""
+    settings, engine = await applying_service(
+        own_broker, await database_url("inside_sales"), tmp_path
+    )
+    low = [
+        e.model_copy(update={"data": {**e.data, "score": 60}}) for e in (mql() for _ in range(3))
+    ]
+    high = [mql() for _ in range(2)]
+    async with producer(own_broker.bootstrap) as plain:
+        for event in (low[0], high[0], low[1], low[2], high[1]):
+            await publish(plain, event)
+    metrics = ServiceMetrics("inside_sales")
+    prepared: list[list[str]] = []
+    consumer = InboxConsumer(
+        settings,
+        session_factory(engine),
+        ("baton.marketing",),
+        {LeadQualified.event_type(): Selective(apply_unless_poison, scored_80_or_more)},
+        Outbox(settings.topic, settings.outbox_lanes),
+        metrics,
+        work=lambda session, _: AppliedLeads(session, prepared),
+    )
+    ignored = {"type": "baton.LeadQualified.v1", "outcome": "ignored"}
+    sample = metrics.registry.get_sample_value
+    consumer.start()
+    try:
+        await eventually(lambda: _true(sample("baton_events_handled_total", ignored) == 3))
+        await eventually(lambda: _equals(settings, select(func.count()).select_from(Applied), 2))
+        await eventually(lambda: _true(consumer.lag() == 0))
+    finally:
+        await consumer.stop()
+    try:
+        async with engine.connect() as connection:
+            applied = (await connection.scalars(select(Applied.lead_id))).all()
+            inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
+    finally:
+        await engine.dispose()
+    assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in high)
+    assert inbox == {str(e.id) for e in high}
+    assert sorted(lead for leads in prepared for lead in leads) == sorted(applied)
 
 
 class _FailsOnce(InboxConsumer):
