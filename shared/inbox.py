@@ -4,9 +4,11 @@ Each event's id is recorded in the same transaction as the handler's effect, so 
 event is a no-op. A fetch's events are applied in one transaction (each partition's in one of
 its own if any of them fails, and then one by one). The Kafka offset is committed only after
 that transaction commits. An event that cannot be read, or whose handler keeps failing, goes to
-`baton.dlq` with the error, and the consumer carries on with the next one. A service may do some
-of its work once per transaction rather than once per event (`TransactionWork`: load what the
-events touch, write what they accumulated).
+`baton.dlq` with the error, and the consumer carries on with the next one. An event no handler
+wants (of a type the service does not handle, or one its `Selective` handler leaves) is counted
+as ignored and recorded nowhere: it has no effect to repeat. A service may do some of its work
+once per transaction rather than once per event (`TransactionWork`: load what the events touch,
+write what they accumulated).
 """
 
 from __future__ import annotations
