@@ -658,12 +658,23 @@ class InboxConsumer:
     def _to_handle(
         self, message: ConsumerRecord[bytes, bytes], envelope: EnvelopeAttributes, data: EventData
     ) -> _Parsed | _Ignored:
-        """A valid event, to handle; or to ignore, if no handler wants it."""
+        """A valid event, to handle; or to ignore, if no handler wants it. (An event its
+        handler's `wants` fails on goes to the handler, which takes it or fails it to the DLQ:
+        a bug there must not stop the consumer, nor lose an event that may move the service.)"""
         handler = self._handlers.get(envelope.type)
         if handler is None:
             return _Ignored(envelope.type)
-        if (wants := self._wants.get(envelope.type)) is not None and not wants(data):
-            return _Ignored(envelope.type)
+        if (wants := self._wants.get(envelope.type)) is not None:
+            try:
+                wanted = wants(data)
+            except Exception as exc:
+                log.warning(
+                    "a handler could not tell whether it wants an event",
+                    extra={"event_type": envelope.type, "error": repr(exc)},
+                )
+                wanted = True
+            if not wanted:
+                return _Ignored(envelope.type)
         return _Parsed(message, envelope, handler, data)
 
     async def _apply_together(self, ready: list[_Parsed]) -> bool:

@@ -370,6 +370,8 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
 
 
 def scored_80_or_more(event: LeadQualified) -> bool:
+    if event.score == 70:
+        raise ValueError("a predicate with a bug")
     return event.score >= 80
 
 
@@ -378,16 +380,17 @@ async def test_an_event_its_handler_does_not_want_is_ignored_and_recorded_nowher
 ) -> None:
     """A `Selective` handler: the events of its type that it does not want are counted as
     ignored and recorded in no inbox, and the consumer moves on past them; those it wants are
-    applied."""
+    applied, and so is one it fails to tell about (its handler decides)."""
     settings, engine = await applying_service(
         own_broker, await database_url("inside_sales"), tmp_path
     )
     low = [
         e.model_copy(update={"data": {**e.data, "score": 60}}) for e in (mql() for _ in range(3))
     ]
-    high = [mql() for _ in range(2)]
+    unsure = mql()  # (its score makes `scored_80_or_more` fail)
+    taken = [mql(), unsure.model_copy(update={"data": {**unsure.data, "score": 70}}), mql()]
     async with producer(own_broker.bootstrap) as plain:
-        for event in (low[0], high[0], low[1], low[2], high[1]):
+        for event in (low[0], taken[0], low[1], taken[1], low[2], taken[2]):
             await publish(plain, event)
     metrics = ServiceMetrics("inside_sales")
     prepared: list[list[str]] = []
@@ -405,7 +408,7 @@ async def test_an_event_its_handler_does_not_want_is_ignored_and_recorded_nowher
     consumer.start()
     try:
         await eventually(lambda: _true(sample("baton_events_handled_total", ignored) == 3))
-        await eventually(lambda: _equals(settings, select(func.count()).select_from(Applied), 2))
+        await eventually(lambda: _equals(settings, select(func.count()).select_from(Applied), 3))
         await eventually(lambda: _true(consumer.lag() == 0))
     finally:
         await consumer.stop()
@@ -415,8 +418,8 @@ async def test_an_event_its_handler_does_not_want_is_ignored_and_recorded_nowher
             inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
     finally:
         await engine.dispose()
-    assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in high)
-    assert inbox == {str(e.id) for e in high}
+    assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in taken)
+    assert inbox == {str(e.id) for e in taken}
     assert sorted(lead for leads in prepared for lead in leads) == sorted(applied)
 
 
