@@ -307,6 +307,18 @@ def applying_consumer(
     )
 
 
+async def applied_and_recorded(engine: AsyncEngine) -> tuple[list[str], set[str]]:
+    """The leads the test's handler applied, and the event ids in the inbox; then the engine
+    is disposed of."""
+    try:
+        async with engine.connect() as connection:
+            applied = (await connection.scalars(select(Applied.lead_id))).all()
+            inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
+    finally:
+        await engine.dispose()
+    return list(applied), inbox
+
+
 async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_poison(
     own_broker: EmbeddedBroker, database_url: Any, tmp_path: Path
 ) -> None:
@@ -346,12 +358,7 @@ async def test_a_batch_applies_repeated_events_once_and_dead_letters_only_its_po
     finally:
         await consumer.stop()
         await dlq.stop()
-    try:
-        async with engine.connect() as connection:
-            applied = (await connection.scalars(select(Applied.lead_id))).all()
-            inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
-    finally:
-        await engine.dispose()
+    applied, inbox = await applied_and_recorded(engine)
     good = [first, second, third, fourth, fifth]
     assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in good)
     assert inbox == {str(e.id) for e in good}
@@ -412,12 +419,7 @@ async def test_an_event_its_handler_does_not_want_is_ignored_and_recorded_nowher
         await eventually(lambda: _true(consumer.lag() == 0))
     finally:
         await consumer.stop()
-    try:
-        async with engine.connect() as connection:
-            applied = (await connection.scalars(select(Applied.lead_id))).all()
-            inbox = set((await connection.scalars(select(InboxRow.event_id))).all())
-    finally:
-        await engine.dispose()
+    applied, inbox = await applied_and_recorded(engine)
     assert sorted(applied) == sorted(str(e.data["lead_id"]) for e in taken)
     assert inbox == {str(e.id) for e in taken}
     assert sorted(lead for leads in prepared for lead in leads) == sorted(applied)
