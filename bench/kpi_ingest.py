@@ -114,7 +114,7 @@ from shared.events import (
     new_event,
     parse_event,
 )
-from shared.inbox import InboxRow, Selective
+from shared.inbox import InboxRow, handler_of
 from shared.metrics import ServiceMetrics
 from shared.migrations import upgrade
 from shared.settings import ALL_TOPICS, BatonSettings, topic_of
@@ -318,9 +318,8 @@ async def publish(bootstrap: str, events: list[Envelope]) -> dict[TopicPartition
 
 def handled_by_kpi(envelope: EnvelopeAttributes, data: EventData) -> bool:
     """Whether the KPI service handles the event, rather than ignore it (an event of a type it
-    has no handler for, or one its handler does not want: `shared.inbox.Selective`)."""
-    handler = KPI.handlers.get(envelope.type)
-    return handler is not None and (not isinstance(handler, Selective) or handler.wants(data))
+    has no handler for, or one its handler does not want: `shared.inbox.handler_of`)."""
+    return handler_of(KPI.handlers, envelope, data) is not None
 
 
 def outcomes(metrics: ServiceMetrics) -> Counter[str]:

@@ -134,6 +134,26 @@ class Selective:
     wants: Callable[[Any], bool]
 
 
+def handler_of(
+    handlers: Mapping[str, Handler | Selective], envelope: EnvelopeAttributes, data: EventData
+) -> Handler | None:
+    """The handler of `handlers` that takes a valid event; None if none wants it. An event its
+    handler's `wants` fails on goes to the handler, which takes it or fails it to the DLQ: a bug
+    there must not stop the consumer, nor lose an event that may move the service."""
+    handler = handlers.get(envelope.type)
+    if not isinstance(handler, Selective):
+        return handler
+    try:
+        wanted = handler.wants(data)
+    except Exception as exc:
+        log.warning(
+            "a handler could not tell whether it wants an event",
+            extra={"event_type": envelope.type, "error": repr(exc)},
+        )
+        wanted = True
+    return handler.handle if wanted else None
+
+
 # What a message read turned out to be (one of these three per message; not frozen: a frozen
 # dataclass takes three times as long to make).
 @dataclass(slots=True)
@@ -300,16 +320,7 @@ class InboxConsumer:
         self._writing: _Writing | None = None  # (a fetch handled ahead, being written)
         self._sessions = sessions
         self._topics = topics
-        self._declared = dict(handlers)
-        self._handlers = {
-            event_type: handler.handle if isinstance(handler, Selective) else handler
-            for event_type, handler in handlers.items()
-        }
-        self._wants = {
-            event_type: handler.wants
-            for event_type, handler in handlers.items()
-            if isinstance(handler, Selective)
-        }
+        self._handlers = dict(handlers)
         self._outbox = outbox
         self._metrics = metrics
         self._group_id = group_id or settings.group_id
@@ -329,7 +340,7 @@ class InboxConsumer:
             self._settings,
             self._sessions,
             self._topics,
-            self._declared,
+            self._handlers,
             self._outbox,
             self._metrics,
             work=self._work,
@@ -658,23 +669,10 @@ class InboxConsumer:
     def _to_handle(
         self, message: ConsumerRecord[bytes, bytes], envelope: EnvelopeAttributes, data: EventData
     ) -> _Parsed | _Ignored:
-        """A valid event, to handle; or to ignore, if no handler wants it. (An event its
-        handler's `wants` fails on goes to the handler, which takes it or fails it to the DLQ:
-        a bug there must not stop the consumer, nor lose an event that may move the service.)"""
-        handler = self._handlers.get(envelope.type)
+        """A valid event, to handle; or to ignore, if no handler wants it (`handler_of`)."""
+        handler = handler_of(self._handlers, envelope, data)
         if handler is None:
             return _Ignored(envelope.type)
-        if (wants := self._wants.get(envelope.type)) is not None:
-            try:
-                wanted = wants(data)
-            except Exception as exc:
-                log.warning(
-                    "a handler could not tell whether it wants an event",
-                    extra={"event_type": envelope.type, "error": repr(exc)},
-                )
-                wanted = True
-            if not wanted:
-                return _Ignored(envelope.type)
         return _Parsed(message, envelope, handler, data)
 
     async def _apply_together(self, ready: list[_Parsed]) -> bool:

@@ -120,6 +120,11 @@ async def applied(
     return rows, counted
 
 
+def records_of(batches: list[Fetch]) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message of `batches`, in order."""
+    return [record for batch in batches for _, of_partition in batch for record in of_partition]
+
+
 def handled(record: ConsumerRecord[bytes, bytes]) -> bool:
     """Whether the KPI service handles the message's event, rather than ignore it."""
     event = parse_event(record.value or b"")
@@ -132,7 +137,7 @@ async def test_handled_ahead_leaves_the_read_model_applying_in_turn_leaves(
 ) -> None:
     base = fetches(1_500, 40, Settings().kafka_partitions)
     batches = with_repeats(base)
-    records = [record for batch in base for _, of_partition in batch for record in of_partition]
+    records = records_of(base)
     wanted = sum(map(handled, records))
     assert 1_000 < wanted < 1_500  # (the page views and clicks among the engagements: ignored)
     # Two events of a fetch in the middle recorded before: that fetch is applied again, and so
@@ -188,7 +193,7 @@ async def test_a_fetch_whose_handling_fails_is_applied_the_classic_way(
     the classic way (its partitions', then its events one by one; the event to the DLQ). The
     read model and the counts are those of applying each fetch in turn."""
     batches = fetches(400, 40, Settings().kafka_partitions)
-    records = [record for batch in batches for _, of_partition in batch for record in of_partition]
+    records = records_of(batches)
     poison = parse_event(next(filter(handled, records[120:])).value or b"")
     assert poison is not None
     poison_id = poison[0].event_id
