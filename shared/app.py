@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
 import logging
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, request_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -135,11 +136,24 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
 
 
 def _add_routes(app: FastAPI, router: APIRouter) -> None:
-    """`router`'s routes, added to the app's as they are: a router makes each with its prefix,
-    tags and dependencies already. (`include_router` keeps the router's routes behind an
-    inclusion of its own, kept up to date with the router, which matches each request twice
-    over: 10 to 20 µs a request.)"""
-    app.router.routes.extend(router.routes)
+    """`router`'s routes, added to the app's: a router makes each with its prefix, tags and
+    dependencies already. (`include_router` keeps the router's routes behind an inclusion of
+    its own, kept up to date with the router, which matches each request twice over: 10 to 20
+    µs a request.)"""
+    app.router.routes.extend(
+        _of_app(route, app) if isinstance(route, APIRoute) else route for route in router.routes
+    )
+
+
+def _of_app(route: APIRoute, app: FastAPI) -> APIRoute:
+    """A copy of `route` whose dependencies the app's `dependency_overrides` replace, as they do
+    those of a route `include_router` adds (a test of an integration may override the session,
+    say). A copy: a service's routers are shared by every app made from its spec. The scope
+    checks a `GuardedRoute` runs first are no dependencies, and no override skips them."""
+    own = copy.copy(route)
+    own.dependency_overrides_provider = app
+    own.app = request_response(own.get_route_handler())
+    return own
 
 
 @asynccontextmanager

@@ -14,15 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.broker import EmbeddedBroker
 from services.marketing.app import SPEC as MARKETING
 from services.marketing.app import create_app as create_marketing
 from shared.app import create_service_app
 from shared.auth import mint_token
-from shared.http import GuardedRoute, require
+from shared.http import GuardedRoute, get_session, require
 from shared.problems import PROBLEM_JSON
 from shared.settings import SERVICES
 from tests.helpers import TEST_SECRET, auth, make_settings, serve
@@ -129,6 +130,39 @@ async def test_every_v1_route_requires_a_token_and_a_scope(
             assert anonymous.status_code == 401, (method, path, anonymous.text)
             scopeless = await client.request(method, concrete, headers=no_scope)
             assert scopeless.status_code == 403, (method, path, scopeless.text)
+
+
+async def test_an_apps_dependency_overrides_reach_its_v1_routes_and_only_its(
+    broker: EmbeddedBroker, topics: Any, tmp_path: Path
+) -> None:
+    """`app.dependency_overrides` replaces what a /v1 route depends on, as FastAPI's users
+    expect (in their tests, say), in that app alone: apps made from one spec share its routers.
+    The scope checks still run first."""
+    settings = make_settings(
+        "marketing",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'marketing.db'}",
+        bootstrap=broker.bootstrap,
+        data_dir=tmp_path,
+    )
+    seen: list[str] = []
+
+    async def watched_session(request: Request) -> AsyncIterator[AsyncSession]:
+        seen.append(request.url.path)
+        async for session in get_session(request):
+            yield session
+
+    overridden, plain = create_marketing(settings), create_marketing(settings)
+    overridden.dependency_overrides[get_session] = watched_session
+    async with serve(overridden) as client:
+        assert (await client.get("/v1/scoring-model")).status_code == 401
+        assert seen == []
+        read = await client.get("/v1/scoring-model", headers=auth("marketing:read"))
+        assert read.status_code == 200, read.text
+        assert seen == ["/v1/scoring-model"]
+    async with serve(plain) as client:
+        read = await client.get("/v1/scoring-model", headers=auth("marketing:read"))
+        assert read.status_code == 200, read.text
+    assert seen == ["/v1/scoring-model"]
 
 
 def test_a_v1_route_without_a_scope_is_refused_at_start_up() -> None:
