@@ -325,11 +325,8 @@ def handled_by_kpi(envelope: EnvelopeAttributes, data: EventData) -> bool:
 def outcomes(metrics: ServiceMetrics) -> Counter[str]:
     """The events a service counted, by outcome (handled, ignored, duplicate, ...)."""
     counted: Counter[str] = Counter()
-    for family in metrics.registry.collect():
-        if family.name == "baton_events_handled":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counted[sample.labels["outcome"]] += int(sample.value)
+    for (_, outcome), count in metrics.events_counted().items():
+        counted[outcome] += count
     return counted
 
 

@@ -68,3 +68,13 @@ class ServiceMetrics:
             **labels
         )
         self.info.set(1)
+
+    def events_counted(self) -> dict[tuple[str, str], int]:
+        """The consumed events counted so far, by type and outcome (handled, ignored, ...)."""
+        return {
+            (sample.labels["type"], sample.labels["outcome"]): int(sample.value)
+            for family in self.registry.collect()
+            if family.name == "baton_events_handled"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }

@@ -110,12 +110,7 @@ async def applied(
             columns = [c for c in table.c if c.name != "handled_at"]
             result = await session.execute(select(*columns))
             rows[table.name] = sorted(map(tuple, result.all()), key=repr)
-    counted = {}
-    for family in metrics.registry.collect():
-        if family.name == "baton_events_handled":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counted[sample.labels["type"], sample.labels["outcome"]] = sample.value
+    counted: dict[tuple[str, str], float] = dict(metrics.events_counted())
     counted["dlq", "sent"] = metrics.registry.get_sample_value("baton_dlq_events_total") or 0
     return rows, counted
 
