@@ -397,10 +397,12 @@ class InboxConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         """Fetch, apply, commit; the next fetch is fetched and read meanwhile (while a fetch's
-        transaction waits on the database, the event loop parses the next one). A fetch read
-        ahead and not applied when the consumer stops is not committed: it is fetched again.
-        (A one-writer service's last fetch, still writing then, is waited for and committed.)"""
+        transaction waits on the database, the event loop parses the next one), and a fetch's
+        offsets are committed while the next one is applied. A fetch read ahead and not
+        applied when the consumer stops is not committed: it is fetched again. (A one-writer
+        service's last fetch, still writing then, is waited for and committed.)"""
         ahead: asyncio.Task[_Fetch] | None = None
+        committing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 if ahead is None:
@@ -409,15 +411,23 @@ class InboxConsumer:
                 fetch = await ahead
                 ahead = asyncio.create_task(self._fetch(consumer))
                 await self._apply_fetch(consumer, fetch)
-                await self._commit(consumer)
+                # The fetch's offsets committed while the next one is applied: the broker's
+                # answer is a wait in which the event loop may have nothing else to do. One
+                # commit at a time, in order; one that fails fails at the next.
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(consumer))
                 self._record_lag(consumer)
             await self._drain()
+            if committing is not None:
+                await committing
             await self._commit(consumer)
         finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+            for task in (ahead, committing):
+                if task is not None:
+                    task.cancel()  # (nothing, if done)
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             # (after a failure: written, or applied again; committed by the next consumer)
             await self._drain()
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -122,6 +123,30 @@ async def test_same_event_twice_has_one_effect(
         assert await count(settings, queue_items(ids[:1])) == 1
         inbox = select(func.count()).where(InboxRow.event_id == str(event.id))
         assert await count(settings, inbox) == 1
+        # The offsets are committed as the consumer goes on, not only once it stops.
+        await eventually(lambda: _committed_to_the_end(broker.bootstrap, settings.group_id))
+
+
+async def _committed_to_the_end(bootstrap: str, group_id: str) -> bool:
+    """Whether `group_id` has committed every partition of `baton.marketing` to its end."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    plain = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await plain.start()
+    try:
+        partitions = [
+            TopicPartition("baton.marketing", p)
+            for p in plain.partitions_for_topic("baton.marketing") or ()
+        ]
+        ends = await plain.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        return all(
+            end == 0 or (tp in committed and committed[tp].offset >= end)
+            for tp, end in ends.items()
+        )
+    finally:
+        await plain.stop()
+        await admin.close()
 
 
 async def _equals(settings: ServiceSettings, query: Any, expected: int) -> bool:
