@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -259,6 +259,7 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 _READ_ONLY = "baton_read_only"
+_TOGETHER = "baton_writes_together"
 
 
 async def read_only(session: AsyncSession) -> None:
@@ -271,6 +272,52 @@ async def read_only(session: AsyncSession) -> None:
     """
     if session.get_bind().dialect.name == "sqlite":
         await session.connection(execution_options={_READ_ONLY: True})
+
+
+@contextlib.asynccontextmanager
+async def writes_together(session: AsyncSession) -> AsyncIterator[None]:
+    """The block's `insert_many` statements that return nothing, in the session's transaction,
+    sent together rather than one by one. They must not touch the same rows, nor be read in the
+    block (what they do is seen after it).
+
+    Each statement is a trip to the database, whose answer waits for the event loop to take it:
+    while the loop is busy (the KPI service handles the next fetch while one writes), a
+    transaction of many short statements takes many times their own time. Together:
+    - on PostgreSQL they are one statement, each a data-modifying `WITH` of it (sent as the
+      block ends). All see the database as it was before it, hence the rule above;
+    - on SQLite they go with the transaction's next statement, or with its COMMIT, in its trip
+      to the connection's thread (`sqlite_driver.OneTripConnection.defer`).
+    One that fails fails the statement or the COMMIT it went with, and the transaction is
+    rolled back."""
+    connection = await session.connection()
+    together: list[tuple[str, Any]] = []
+    await connection.execution_options(**{_TOGETHER: together})  # (in place)
+    try:
+        yield
+    finally:
+        await connection.execution_options(**{_TOGETHER: None})
+    if not together:
+        return
+    if connection.dialect.name == "postgresql":
+        statement = _with_statements(tuple(sql for sql, _ in together))
+        documents = {f"rows_{n}": rows for n, (_, rows) in enumerate(together)}
+        await connection.execute(statement, documents)
+    else:
+        driver = (await connection.get_raw_connection()).dbapi_connection
+        for sql, parameters in together:
+            cast(sqlite_driver.OneTripConnection, driver).defer(sql, parameters)
+
+
+@functools.cache
+def _with_statements(statements: tuple[str, ...]) -> Any:
+    """On PostgreSQL, `statements` (each `_json_insert`'s, its rows the parameter `rows`) as one:
+    each a data-modifying `WITH`, its rows the parameter `rows_<its position>`."""
+    parts = []
+    for n, sql in enumerate(statements):
+        if sql.count(_JSON_ROWS) != 1:
+            raise ValueError(f"not a statement of `_json_insert`: {sql}")
+        parts.append(f"w_{n} AS ({sql.replace(_JSON_ROWS, f'CAST(:rows_{n} AS TEXT)')})")
+    return text(f"WITH {', '.join(parts)} SELECT 1")
 
 
 @contextlib.asynccontextmanager
@@ -457,8 +504,20 @@ async def _insert(
     if by_name or any(_column_processors(dialect, table, names)):
         by_column = _driver_columns(dialect, table, names, _by_column(names, rows, by_name=by_name))
         rows = list(zip(*by_column, strict=True))
-    result = await session.execute(statement, {"rows": orjson.dumps(rows).decode()})
+    document = orjson.dumps(rows).decode()
+    connection = await session.connection()
+    if returning is None and (together := _together(connection)) is not None:
+        together.append((statement.text, document))
+        return []
+    result = await connection.execute(statement, {"rows": document})
     return [] if returning is None else list(result.scalars())
+
+
+def _together(connection: AsyncConnection) -> list[tuple[str, Any]] | None:
+    """Where `writes_together` holds the statements of the connection's transaction back (each
+    its text and parameters); None outside it."""
+    options = cast(Connection, connection.sync_connection).get_execution_options()
+    return cast(list[tuple[str, Any]] | None, options.get(_TOGETHER))
 
 
 def _by_column(
@@ -513,6 +572,7 @@ async def _insert_sqlite(
     connection = await session.connection()
     head, one, tail = _values_insert(connection.dialect, table, columns, conflict, returning)
     values = _driver_columns(connection.dialect, table, columns, by_column)
+    together = None if returning is not None else _together(connection)
     inserted: list[Any] = []
     per_statement = SQLITE_MAX_PARAMETERS // len(columns)
     for start in range(0, len(values[0]), per_statement):
@@ -520,6 +580,9 @@ async def _insert_sqlite(
         count = len(part[0])
         flat = tuple(itertools.chain.from_iterable(zip(*part, strict=True)))
         statement = f"{head} VALUES {', '.join([one] * count)}{tail}"
+        if together is not None:
+            together.append((statement, flat))
+            continue
         result = await connection.exec_driver_sql(statement, flat)
         if returning is not None:
             inserted += result.scalars()
@@ -580,6 +643,10 @@ def _processed(process: Any, values: Sequence[Any]) -> list[Any]:
 _NOTHING = object()
 
 
+# Where `_json_insert`'s statement takes its rows.
+_JSON_ROWS = "CAST(:rows AS TEXT)"
+
+
 @functools.cache
 def _json_insert(
     dialect: Any,
@@ -602,7 +669,7 @@ def _json_insert(
     names = ", ".join(quote(name) for name in columns)
     sql = (
         f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(values)}"
-        " FROM jsonb_array_elements(CAST(CAST(:rows AS TEXT) AS JSONB)) AS row_"
+        f" FROM jsonb_array_elements(CAST({_JSON_ROWS} AS JSONB)) AS row_"
     )
     return text(sql + _insert_tail(quote, table, conflict, returning))
 

@@ -39,6 +39,7 @@ from shared.db import (
     insert_if_absent,
     insert_many,
     read_only,
+    writes_together,
 )
 from shared.events import (
     EnvelopeAttributes,
@@ -87,7 +88,9 @@ class OneWriterWork(TransactionWork, Protocol):
     (`prepare` reads there; `finish` is not called): `carry` first takes what the work before
     changed, as that may not have committed yet; the handlers run; `settle` works out what to
     write, as values the next fetch's handlers cannot change; `write` writes it, in the
-    transaction that records the events in the inbox, once the one before has committed."""
+    transaction that records the events in the inbox, once the one before has committed. Its
+    inserts are sent together (`shared.db.writes_together`): no two of them touch one row, and
+    it reads nothing back."""
 
     def carry(self, previous: Self) -> None: ...
 
@@ -603,7 +606,8 @@ class InboxConsumer:
             async with self._sessions() as session, session.begin():
                 envelopes = [parsed.envelope for parsed in handled.events]
                 await record_all(session, envelopes, list(handled.ids))
-                await handled.work.write(session)
+                async with writes_together(session):
+                    await handled.work.write(session)
         except Exception as exc:
             log.info("a fetch handled ahead was not written", extra={"error": repr(exc)})
             return False

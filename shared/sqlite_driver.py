@@ -15,6 +15,11 @@ connection it gets back, most often) takes none.
 Server-side cursors stay aiosqlite's own, a trip per call (a pending BEGIN is sent before one
 opens).
 
+A statement whose outcome nobody reads may wait for the next trip (`OneTripConnection.defer`):
+it goes before the next statement, or before the COMMIT, in that one's trip; so a transaction
+that writes several such statements and commits takes one trip for all of them. What fails in
+it fails there (and a COMMIT it fails before is a ROLLBACK).
+
 A hot path may also hand the connection's thread a function of its own (`OneTripConnection.run`):
 a whole transaction of several statements in one trip, without SQLAlchemy.
 """
@@ -37,23 +42,30 @@ from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, Sequence[Any], int, int | None]
 _Result = TypeVar("_Result")
+# Statements deferred to the next trip: each its text and parameters.
+_Deferred = Sequence[tuple[str, Sequence[Any]]]
 
 
-def _begin(connection: sqlite3.Connection, begin: str) -> None:
-    connection.execute(begin).close()
+def _begin(connection: sqlite3.Connection, begin: str | None, deferred: _Deferred = ()) -> None:
+    """On the connection's thread: the transaction begun (if `begin`), the `deferred`
+    statements executed."""
+    if begin is not None:
+        connection.execute(begin).close()
+    for operation, parameters in deferred:
+        connection.execute(operation, parameters).close()
 
 
 def _run(
     connection: sqlite3.Connection,
     begin: str | None,
+    deferred: _Deferred,
     operation: str,
     parameters: Any,
     many: bool,
 ) -> _Outcome:
-    """On the connection's thread: the transaction begun (if `begin`), the statement executed,
-    its rows fetched, its cursor closed."""
-    if begin is not None:
-        _begin(connection, begin)
+    """On the connection's thread: the transaction begun (if `begin`), the `deferred`
+    statements executed, then the statement, its rows fetched, its cursor closed."""
+    _begin(connection, begin, deferred)
     cursor = connection.cursor()
     try:
         if many:
@@ -65,6 +77,18 @@ def _run(
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+def _commit(connection: sqlite3.Connection, begin: str | None, deferred: _Deferred) -> None:
+    """On the connection's thread: the `deferred` statements executed (after `begin`, if
+    any), then the transaction committed; rolled back if any of them failed."""
+    try:
+        _begin(connection, begin, deferred)
+    except BaseException:
+        if connection.in_transaction:
+            connection.rollback()
+        raise
+    connection.commit()
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -119,12 +143,10 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
         adapt_connection = cast("OneTripConnection", self._adapt_connection)
         async with adapt_connection._execute_mutex:
-            # Taken before the trip: if it fails, the transaction is over either way (SQLite
-            # ends it, or it never began), and its ROLLBACK is then harmless.
-            begin, adapt_connection._begin = adapt_connection._begin, None
+            begin, deferred = adapt_connection._take_pending()
             connection = self._connection
             outcome: _Outcome = await connection._execute(
-                _run, connection._conn, begin, operation, parameters, many
+                _run, connection._conn, begin, deferred, operation, parameters, many
             )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
@@ -134,43 +156,70 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_begin",)
+    __slots__ = ("_begin", "_deferred")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._begin: str | None = None
+        self._deferred: list[tuple[str, Sequence[Any]]] = []
 
     def begin_with_next_statement(self, begin: str) -> None:
         """Begin a transaction (`begin`: BEGIN, BEGIN IMMEDIATE) in the same trip as the next
         statement, rather than in one of its own."""
         self._begin = begin
 
+    def defer(self, operation: str, parameters: Sequence[Any]) -> None:
+        """Execute `operation` in the next trip, before that trip's statement or COMMIT: for a
+        statement in a transaction whose rows, count and errors nobody reads before the next
+        one's (an error then fails that one, or the COMMIT). A ROLLBACK drops it."""
+        self._deferred.append((operation, parameters))
+
+    def _take_pending(self) -> tuple[str | None, _Deferred]:
+        """The BEGIN and the statements waiting for the next trip, which go with it (taken
+        before the trip: if it fails, the transaction is over either way, as SQLite ends it
+        or it never began, and its ROLLBACK is then harmless)."""
+        begin, deferred = self._begin, self._deferred
+        if deferred:
+            self._deferred = []
+        self._begin = None
+        return begin, deferred
+
     async def run(self, function: Callable[..., _Result], *args: Any) -> _Result:
         """`function(the sqlite3 connection, *args)` on the connection's thread, in one trip;
         what it returns. A transaction it begins, it ends: call it on a connection on which
         SQLAlchemy has none open (`shared.db.driver_connection`)."""
-        async with self._execute_mutex:
-            connection = self._connection
-            result = await connection._execute(function, connection._conn, *args)
-        return cast("_Result", result)
+        return await self._trip(function, *args)
 
     def cursor(self, server_side: bool = False) -> Any:
-        if server_side and self._begin is not None:  # aiosqlite's own cursor: BEGIN first
-            begin, self._begin = self._begin, None
+        if server_side and (self._begin is not None or self._deferred):
+            # aiosqlite's own cursor: the BEGIN and what waits first
+            begin, deferred = self._take_pending()
             try:
-                await_(self._connection._execute(_begin, self._connection._conn, begin))
+                await_(self._connection._execute(_begin, self._connection._conn, begin, deferred))
             except Exception as error:
                 self._handle_exception(error)
         return super().cursor(server_side)
 
     def commit(self) -> None:
-        if self._open_on_sqlite():
+        if self._deferred:  # what waits, then the COMMIT, in one trip
+            begin, deferred = self._take_pending()
+            try:
+                await_(self._trip(_commit, begin, deferred))
+            except Exception as error:
+                self._handle_exception(error)
+        elif self._open_on_sqlite():
             super().commit()
 
     def rollback(self) -> None:
+        self._deferred = []
         if self._open_on_sqlite():
             super().rollback()
+
+    async def _trip(self, function: Callable[..., _Result], *args: Any) -> _Result:
+        async with self._execute_mutex:
+            connection = self._connection
+            return cast("_Result", await connection._execute(function, connection._conn, *args))
 
     def _open_on_sqlite(self) -> bool:
         """Whether a transaction is open on SQLite's side, the one to end. A BEGIN still pending

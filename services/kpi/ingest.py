@@ -154,7 +154,8 @@ class ReadModel:
         self._settled = _Settled(facts, totals, days, self._reasons)
 
     async def write(self, session: AsyncSession) -> None:
-        """Write what `settle` worked out, in `session`'s transaction."""
+        """Write what `settle` worked out, in `session`'s transaction: no row in two of its
+        statements (a new fact is not a changed one), as the inbox sends them together."""
         settled = self._settled
         if settled is None:
             raise RuntimeError("the read model's transaction is written once settled")

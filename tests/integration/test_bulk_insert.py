@@ -1,6 +1,6 @@
 """`insert_many` on both databases: the values as SQLAlchemy would store them, conflicts left
-out, refused or merged into the row there, the ids of the rows inserted; and `select_all`, the
-rows as SQLAlchemy would read them."""
+out, refused or merged into the row there, the ids of the rows inserted, statements sent
+together (`writes_together`); and `select_all`, the rows as SQLAlchemy would read them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Engine,
     Integer,
     MetaData,
     Numeric,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    event,
     exc,
     func,
     select,
@@ -39,6 +41,7 @@ from shared.db import (
     on_postgres,
     select_all,
     session_factory,
+    writes_together,
 )
 
 METADATA = MetaData()
@@ -196,6 +199,66 @@ DAYS = Table(
     Column("at", UTCDateTime, nullable=True),
     Column("hits", BigInteger, nullable=False),
 )
+
+
+async def test_writes_together_go_in_one_statement_or_trip_and_fail_together(
+    database_url: Callable[[str], Any],
+) -> None:
+    async with bulk_tables(database_url, "bulk_together") as sessions:
+        sent = _statements_sent(sessions)
+        many = SQLITE_MAX_PARAMETERS // len(item(1)) + 3  # two statements on SQLite
+        rows = [{**item(1), "id": f"id-{n}", "email": f"e{n}@x.jp"} for n in range(many)]
+        day = {"day": "2026-03-01", "metric": "mql", "doc": {}, "at": None}
+        async with sessions() as session, session.begin():
+            await insert_many(session, COUNTERS, [{**day, "value": 1}])
+            sent.clear()
+            async with writes_together(session):
+                await insert_many(session, ITEMS, rows)
+                await insert_many(
+                    session,
+                    COUNTERS,
+                    [{**day, "value": 2}, {**day, "metric": "sql", "value": 5}],
+                    update_conflicts_on=["day", "metric"],
+                    adding=["value"],
+                )
+                # One that returns what it did goes at once.
+                returned = await insert_many(session, ITEMS, [other(1)], returning="id")
+                assert returned == ["x-1"]
+                assert len(sent) == 1
+            # PostgreSQL: one statement as the block ends; SQLite: with the next statement.
+            assert len(sent) == (2 if on_postgres(sessions) else 1)
+            counted = select(func.count()).select_from(ITEMS)
+            assert await session.scalar(counted) == many + 1
+        async with sessions() as session:
+            totals = await session.execute(select(COUNTERS.c.metric, COUNTERS.c.value))
+            assert sorted(totals.all()) == [("mql", 3), ("sql", 5)]
+
+        # A row that fails fails them all, as the block ends (PostgreSQL) or with the COMMIT.
+        with pytest.raises(exc.IntegrityError):
+            async with sessions() as session, session.begin(), writes_together(session):
+                await insert_many(session, COUNTERS, [{**day, "metric": "won", "value": 1}])
+                await insert_many(session, ITEMS, [other(2), other(3, email="e1@x.jp")])
+        async with sessions() as session:
+            assert await session.scalar(counted) == many + 1
+            won = select(COUNTERS).where(COUNTERS.c.metric == "won")
+            assert (await session.execute(won)).all() == []
+
+
+def other(n: int, **values: Any) -> dict[str, Any]:
+    """A row of another id and email than `item`'s."""
+    return {**item(n), "id": f"x-{n}", "email": f"x{n}@x.jp", **values}
+
+
+def _statements_sent(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    """Each statement SQLAlchemy sends through `sessions`' engine from now on."""
+    sent: list[str] = []
+    engine: Engine = sessions.kw["bind"].sync_engine
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    return sent
 
 
 async def test_rows_given_as_values_in_the_order_of_their_columns_go_in_alike(

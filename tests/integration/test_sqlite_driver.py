@@ -1,6 +1,7 @@
 """SQLite through `shared.sqlite_driver`: a statement takes one trip to the connection's thread
-(a transaction's BEGIN goes with its first; ending none takes none), and what a DBAPI cursor
-tells (rows, rowcount, lastrowid, errors) is as SQLAlchemy expects."""
+(a transaction's BEGIN goes with its first; ending none takes none; inserts whose outcome
+nobody reads go with the next), and what a DBAPI cursor tells (rows, rowcount, lastrowid,
+errors) is as SQLAlchemy expects."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, insert_many, session_factory, writes_together
 
 METADATA = MetaData()
 THINGS = Table(
@@ -120,6 +121,46 @@ async def test_ending_a_transaction_takes_a_trip_only_when_one_is_open(
     # Its read ended by the one rollback there was something to end.
     assert [trip.__name__ for trip in trips] == ["_run", "commit", "_run", "rollback"]
     assert not driver._conn.in_transaction
+
+
+async def test_deferred_statements_go_with_the_next_trip_and_fail_it(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        trips = _count_trips(driver)
+        await insert_many(session, THINGS, [(0, "z")], columns=("id", "name"))  # (the BEGIN's)
+        trips.clear()
+        async with writes_together(session):  # (`OneTripConnection.defer`)
+            await insert_many(session, THINGS, [(1, "a"), (2, "b")], columns=("id", "name"))
+            await insert_many(session, THINGS, [(3, "c")], columns=("id", "name"))
+        assert trips == []
+        # A statement that reads goes after them, in the same trip, and sees their rows.
+        names = (await session.execute(select(THINGS.c.name).order_by(THINGS.c.id))).scalars()
+        assert names.all() == ["z", "a", "b", "c"]
+        assert [trip.__name__ for trip in trips] == ["_run"]
+        async with writes_together(session):
+            await insert_many(session, THINGS, [(4, "d")], columns=("id", "name"))
+    assert [trip.__name__ for trip in trips] == ["_run", "_commit"]  # with the COMMIT
+    assert not driver._conn.in_transaction
+
+    # One that fails fails the COMMIT it went with; nothing of the transaction stays.
+    with pytest.raises(exc.IntegrityError, match="UNIQUE"):
+        async with sessions() as session, session.begin(), writes_together(session):
+            await insert_many(session, THINGS, [(7, "g")], columns=("id", "name"))
+            await insert_many(session, THINGS, [(8, "a")], columns=("id", "name"))
+    assert not driver._conn.in_transaction
+    # A rollback drops what waits, unsent; the next transaction is whole.
+    async with sessions() as session:
+        await session.begin()
+        async with writes_together(session):
+            await insert_many(session, THINGS, [(9, "i")], columns=("id", "name"))
+        await session.rollback()
+        async with writes_together(session):
+            await insert_many(session, THINGS, [(10, "j")], columns=("id", "name"))
+        await session.commit()
+    async with sessions() as session:
+        names = (await session.execute(select(THINGS.c.name).order_by(THINGS.c.id))).scalars()
+        assert names.all() == ["z", "a", "b", "c", "d", "j"]
 
 
 def _count_trips(driver: Any) -> list[Any]:
