@@ -46,7 +46,7 @@ _Result = TypeVar("_Result")
 _Deferred = Sequence[tuple[str, Sequence[Any]]]
 
 
-def _begin(connection: sqlite3.Connection, begin: str | None, deferred: _Deferred = ()) -> None:
+def _send_pending(connection: sqlite3.Connection, begin: str | None, deferred: _Deferred) -> None:
     """On the connection's thread: the transaction begun (if `begin`), the `deferred`
     statements executed."""
     if begin is not None:
@@ -65,7 +65,7 @@ def _run(
 ) -> _Outcome:
     """On the connection's thread: the transaction begun (if `begin`), the `deferred`
     statements executed, then the statement, its rows fetched, its cursor closed."""
-    _begin(connection, begin, deferred)
+    _send_pending(connection, begin, deferred)
     cursor = connection.cursor()
     try:
         if many:
@@ -83,7 +83,7 @@ def _commit(connection: sqlite3.Connection, begin: str | None, deferred: _Deferr
     """On the connection's thread: the `deferred` statements executed (after `begin`, if
     any), then the transaction committed; rolled back if any of them failed."""
     try:
-        _begin(connection, begin, deferred)
+        _send_pending(connection, begin, deferred)
     except BaseException:
         if connection.in_transaction:
             connection.rollback()
@@ -196,7 +196,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             # aiosqlite's own cursor: the BEGIN and what waits first
             begin, deferred = self._take_pending()
             try:
-                await_(self._connection._execute(_begin, self._connection._conn, begin, deferred))
+                await_(self._trip(_send_pending, begin, deferred))
             except Exception as error:
                 self._handle_exception(error)
         return super().cursor(server_side)

@@ -158,9 +158,13 @@ async def test_deferred_statements_go_with_the_next_trip_and_fail_it(engine: Asy
         async with writes_together(session):
             await insert_many(session, THINGS, [(10, "j")], columns=("id", "name"))
         await session.commit()
-    async with sessions() as session:
-        names = (await session.execute(select(THINGS.c.name).order_by(THINGS.c.id))).scalars()
-        assert names.all() == ["z", "a", "b", "c", "d", "j"]
+    # aiosqlite's own cursor (a stream) opens after them too.
+    async with sessions() as session, session.begin():
+        await session.execute(select(THINGS.c.id))  # (the BEGIN's)
+        async with writes_together(session):
+            await insert_many(session, THINGS, [(11, "k")], columns=("id", "name"))
+        streamed = await session.stream_scalars(select(THINGS.c.name).order_by(THINGS.c.id))
+        assert [name async for name in streamed] == ["z", "a", "b", "c", "d", "j", "k"]
 
 
 def _count_trips(driver: Any) -> list[Any]:
