@@ -329,6 +329,7 @@ class InboxConsumer:
         self._group_id = group_id or settings.group_id
         self._retry_backoff_s = retry_backoff_s
         self._lock = asyncio.Lock()
+        self._committing = asyncio.Lock()  # (see `_commit`)
         self._done: dict[TopicPartition, int] = {}  # handled, offset not yet committed
         self._positions: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
@@ -415,8 +416,8 @@ class InboxConsumer:
                 ahead = asyncio.create_task(self._fetch(consumer))
                 await self._apply_fetch(consumer, fetch)
                 # The fetch's offsets committed while the next one is applied: the broker's
-                # answer is a wait in which the event loop may have nothing else to do. One
-                # commit at a time, in order; one that fails fails at the next.
+                # answer is a wait in which the event loop may have nothing else to do (one
+                # commit at a time, in order: `_commit`). One that fails fails at the next.
                 if committing is not None:
                     await committing
                 committing = asyncio.create_task(self._commit(consumer))
@@ -462,16 +463,20 @@ class InboxConsumer:
         return await self._read_fetch(list(batch.items()))
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        async with self._lock:
-            offsets = {tp: o for tp, o in self._done.items() if tp in consumer.assignment()}
-            self._done.clear()
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # A rebalance took the partitions; their next owner re-reads and the inbox dedupes.
-            log.info("offset commit skipped after rebalance", extra={"error": str(exc)})
+        """Commit the offsets done so far. One commit at a time, in the order they took them:
+        one running behind (`_consume`) is never overtaken by a later one, whose newer offsets
+        it would then overwrite."""
+        async with self._committing:
+            async with self._lock:
+                offsets = {tp: o for tp, o in self._done.items() if tp in consumer.assignment()}
+                self._done.clear()
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # A rebalance took the partitions; their next owner re-reads, the inbox dedupes.
+                log.info("offset commit skipped after rebalance", extra={"error": str(exc)})
 
     def lag(self) -> int | None:
         """Events on the assigned partitions not handled yet; None before an assignment."""

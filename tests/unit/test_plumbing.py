@@ -1,4 +1,5 @@
-"""Pure pieces of the shared library: settings, tokens, lanes, problem field names."""
+"""Pure pieces of the shared library: settings, tokens, lanes, problem field names, the order
+of the inbox's offset commits."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import TypeAdapter
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services import settings_class
 from shared.app import young_collection_threshold
 from shared.auth import AuthError, Principal, TokenVerifier, mint_token
 from shared.db import UTCDateTime
-from shared.outbox import lane_of
+from shared.inbox import InboxConsumer
+from shared.outbox import Outbox, lane_of
 from shared.problems import field_name
 from shared.settings import ensure_secret_file
 
@@ -183,3 +188,30 @@ def test_a_column_of_times_goes_to_asyncpg_as_it_is_and_a_naive_one_is_refused()
     assert column(times) is times
     with pytest.raises(ValueError, match="naive"):
         column([*times, datetime(2026, 3, 1, 9, 30)])
+
+
+async def test_an_offset_commit_running_behind_is_not_overtaken(tmp_path: Path) -> None:
+    """The inbox commits a fetch's offsets while it applies the next one: a later commit waits
+    for it, rather than land first and be overwritten by the older offsets."""
+    settings = settings_class("kpi")(data_dir=tmp_path, jwt_secret=SECRET)
+    inbox = InboxConsumer(settings, async_sessionmaker(), (), {}, cast(Outbox, None))
+    partition = TopicPartition("baton.marketing", 0)
+    committed: list[int] = []
+
+    class Consumer:  # (the broker's side of a commit is not what is under test)
+        def assignment(self) -> set[TopicPartition]:
+            return {partition}
+
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            if offsets[partition] == 1:  # the first answer is slow
+                await asyncio.sleep(0.05)
+            committed.append(offsets[partition])
+
+    consumer = cast(AIOKafkaConsumer, Consumer())
+    inbox._done[partition] = 1
+    behind = asyncio.create_task(inbox._commit(consumer))
+    await asyncio.sleep(0)  # (it has taken its offsets)
+    inbox._done[partition] = 2
+    await inbox._commit(consumer)
+    await behind
+    assert committed == [1, 2]
