@@ -142,12 +142,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
         adapt_connection = cast("OneTripConnection", self._adapt_connection)
-        async with adapt_connection._execute_mutex:
-            begin, deferred = adapt_connection._take_pending()
-            connection = self._connection
-            outcome: _Outcome = await connection._execute(
-                _run, connection._conn, begin, deferred, operation, parameters, many
-            )
+        outcome = await adapt_connection._with_pending(_run, operation, parameters, many)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
@@ -175,37 +170,39 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         one's (an error then fails that one, or the COMMIT). A ROLLBACK drops it."""
         self._deferred.append((operation, parameters))
 
-    def _take_pending(self) -> tuple[str | None, _Deferred]:
-        """The BEGIN and the statements waiting for the next trip, which go with it (taken
-        before the trip: if it fails, the transaction is over either way, as SQLite ends it
-        or it never began, and its ROLLBACK is then harmless)."""
-        begin, deferred = self._begin, self._deferred
-        if deferred:
-            self._deferred = []
-        self._begin = None
-        return begin, deferred
+    async def _with_pending(self, function: Callable[..., _Result], *args: Any) -> _Result:
+        """`function(the sqlite3 connection, the pending BEGIN or None, the deferred
+        statements, *args)` on the connection's thread, in one trip. What is pending is taken
+        before the trip: if it fails, the transaction is over either way (SQLite ends it, or
+        it never began), and its ROLLBACK is then harmless."""
+        async with self._execute_mutex:
+            begin, deferred = self._begin, self._deferred
+            self._begin, self._deferred = None, []
+            connection = self._connection
+            result = await connection._execute(function, connection._conn, begin, deferred, *args)
+        return cast("_Result", result)
 
     async def run(self, function: Callable[..., _Result], *args: Any) -> _Result:
         """`function(the sqlite3 connection, *args)` on the connection's thread, in one trip;
         what it returns. A transaction it begins, it ends: call it on a connection on which
         SQLAlchemy has none open (`shared.db.driver_connection`)."""
-        return await self._trip(function, *args)
+        async with self._execute_mutex:
+            connection = self._connection
+            result = await connection._execute(function, connection._conn, *args)
+        return cast("_Result", result)
 
     def cursor(self, server_side: bool = False) -> Any:
         if server_side and (self._begin is not None or self._deferred):
-            # aiosqlite's own cursor: the BEGIN and what waits first
-            begin, deferred = self._take_pending()
-            try:
-                await_(self._trip(_send_pending, begin, deferred))
+            try:  # (aiosqlite's own cursor: the BEGIN and what waits first)
+                await_(self._with_pending(_send_pending))
             except Exception as error:
                 self._handle_exception(error)
         return super().cursor(server_side)
 
     def commit(self) -> None:
         if self._deferred:  # what waits, then the COMMIT, in one trip
-            begin, deferred = self._take_pending()
             try:
-                await_(self._trip(_commit, begin, deferred))
+                await_(self._with_pending(_commit))
             except Exception as error:
                 self._handle_exception(error)
         elif self._open_on_sqlite():
@@ -215,11 +212,6 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._deferred = []
         if self._open_on_sqlite():
             super().rollback()
-
-    async def _trip(self, function: Callable[..., _Result], *args: Any) -> _Result:
-        async with self._execute_mutex:
-            connection = self._connection
-            return cast("_Result", await connection._execute(function, connection._conn, *args))
 
     def _open_on_sqlite(self) -> bool:
         """Whether a transaction is open on SQLite's side, the one to end. A BEGIN still pending
